@@ -1,0 +1,368 @@
+//! The host config: which WASM plugins exist, which images each serves and
+//! what each is given. YAML, strict: an unknown or duplicate field is an
+//! error that names its line, because a typo in a security setting must not
+//! be silently ignored.
+
+use crate::matching::ImagePattern;
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The `apiVersion` this host reads.
+pub const API_VERSION: &str = "wasm-credential-provider.io/v1alpha1";
+/// The `kind` of the host config.
+pub const KIND: &str = "CredentialProviderHostConfig";
+/// Largest config file the host reads.
+const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileConfig {
+    api_version: String,
+    kind: String,
+    plugins: Vec<FilePlugin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FilePlugin {
+    name: String,
+    module: PathBuf,
+    #[serde(default)]
+    sha256: Option<String>,
+    match_images: Vec<String>,
+    #[serde(default, deserialize_with = "unique_keys")]
+    config: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "unique_keys")]
+    config_from_file: BTreeMap<String, PathBuf>,
+    #[serde(default, deserialize_with = "unique_keys")]
+    config_from_env: BTreeMap<String, String>,
+}
+
+/// A map that refuses duplicate keys: YAML parsers keep the last value,
+/// which would let a second `password:` silently override the first.
+fn unique_keys<'de, D, V>(de: D) -> std::result::Result<BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Visitor<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<V> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of strings")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, V>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    de.deserialize_map(Visitor(std::marker::PhantomData))
+}
+
+/// A validated host config.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// Where one plugin config value comes from. Secrets belong in a file or an
+/// environment variable, not in the config file itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    Literal(String),
+    File(PathBuf),
+    Env(String),
+}
+
+/// One plugin as the operator configured it.
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    pub name: String,
+    /// Absolute, or relative to the config file's directory.
+    pub module: PathBuf,
+    /// Lowercase hex SHA-256 the module must have, if pinned.
+    pub sha256: Option<String>,
+    pub match_images: Vec<ImagePattern>,
+    pub config: BTreeMap<String, ConfigSource>,
+    /// Wall-clock budget for one call into the plugin.
+    pub timeout: Duration,
+}
+
+/// Default wall-clock budget of a plugin call: well under the kubelet's 60 s kill.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl HostConfig {
+    /// Reads and validates the config at `path`; module paths are resolved
+    /// against the file's directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot read host config {}", path.display()))?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            bail!("host config {} is larger than {MAX_CONFIG_BYTES} bytes", path.display());
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read host config {}", path.display()))?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        Self::parse(&text, base).with_context(|| format!("invalid host config {}", path.display()))
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Self> {
+        let file: FileConfig = serde_yaml_ng::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if file.api_version != API_VERSION {
+            bail!("apiVersion is {:?}, expected {API_VERSION:?}", file.api_version);
+        }
+        if file.kind != KIND {
+            bail!("kind is {:?}, expected {KIND:?}", file.kind);
+        }
+        if file.plugins.is_empty() {
+            bail!("plugins: at least one plugin is required");
+        }
+        let mut names = BTreeSet::new();
+        let mut plugins = Vec::with_capacity(file.plugins.len());
+        for (index, plugin) in file.plugins.into_iter().enumerate() {
+            let at = format!("plugins[{index}]");
+            let plugin = validate_plugin(plugin, base_dir).with_context(|| at.clone())?;
+            if !names.insert(plugin.name.clone()) {
+                bail!("{at}.name: duplicate plugin name {:?}", plugin.name);
+            }
+            plugins.push(plugin);
+        }
+        Ok(Self { plugins })
+    }
+
+    /// The first plugin whose `matchImages` selects `image`, in config order,
+    /// as the kubelet picks among providers.
+    pub fn select(&self, image: &str) -> Option<&PluginConfig> {
+        self.plugins
+            .iter()
+            .find(|p| p.match_images.iter().any(|m| m.matches(image)))
+    }
+}
+
+fn validate_plugin(plugin: FilePlugin, base_dir: &Path) -> Result<PluginConfig> {
+    let name = plugin.name;
+    if name.is_empty() {
+        bail!("name: must not be empty");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || name == "."
+        || name == ".."
+    {
+        bail!("name: {name:?} may contain only letters, digits, '-', '_' and '.'");
+    }
+    if plugin.module.as_os_str().is_empty() {
+        bail!("module: must name the plugin's .wasm file");
+    }
+    let module = if plugin.module.is_absolute() {
+        plugin.module
+    } else {
+        base_dir.join(plugin.module)
+    };
+    let sha256 = match plugin.sha256 {
+        Some(hex) => {
+            let hex = hex.to_ascii_lowercase();
+            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                bail!("sha256: must be 64 hex digits (the output of `sha256sum <module>`)");
+            }
+            Some(hex)
+        }
+        None => None,
+    };
+    if plugin.match_images.is_empty() {
+        bail!("matchImages: at least one pattern is required");
+    }
+    let match_images = plugin
+        .match_images
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            ImagePattern::parse(p).with_context(|| format!("matchImages[{i}]: invalid pattern {p:?}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut config = BTreeMap::new();
+    let sources = plugin
+        .config
+        .into_iter()
+        .map(|(k, v)| (k, ConfigSource::Literal(v), "config"))
+        .chain(
+            plugin
+                .config_from_file
+                .into_iter()
+                .map(|(k, p)| {
+                    let p = if p.is_absolute() { p } else { base_dir.join(p) };
+                    (k, ConfigSource::File(p), "configFromFile")
+                }),
+        )
+        .chain(
+            plugin
+                .config_from_env
+                .into_iter()
+                .map(|(k, v)| (k, ConfigSource::Env(v), "configFromEnv")),
+        );
+    for (key, source, field) in sources {
+        if key.is_empty() {
+            bail!("{field}: keys must not be empty");
+        }
+        if config.insert(key.clone(), source).is_some() {
+            bail!("{field}.{key}: key is set in more than one of config, configFromFile, configFromEnv");
+        }
+    }
+    Ok(PluginConfig {
+        name,
+        module,
+        sha256,
+        match_images,
+        config,
+        timeout: DEFAULT_TIMEOUT,
+    })
+}
+
+impl PluginConfig {
+    /// Resolves every config value now, so that a missing secret file or
+    /// variable is reported before the plugin runs. `env` looks up the
+    /// host's environment (injected for tests). Values from files lose one
+    /// trailing newline, as secret files usually end with one.
+    pub fn resolve_values(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<BTreeMap<String, String>> {
+        self.config
+            .iter()
+            .map(|(key, source)| {
+                let value = match source {
+                    ConfigSource::Literal(v) => v.clone(),
+                    ConfigSource::File(path) => {
+                        let mut v = std::fs::read_to_string(path).with_context(|| {
+                            format!(
+                                "plugin {:?}: configFromFile.{key}: cannot read {}",
+                                self.name,
+                                path.display()
+                            )
+                        })?;
+                        if v.ends_with('\n') {
+                            v.pop();
+                            if v.ends_with('\r') {
+                                v.pop();
+                            }
+                        }
+                        v
+                    }
+                    ConfigSource::Env(var) => env(var).with_context(|| {
+                        format!(
+                            "plugin {:?}: configFromEnv.{key}: environment variable {var} is not set",
+                            self.name
+                        )
+                    })?,
+                };
+                Ok((key.clone(), value))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+apiVersion: wasm-credential-provider.io/v1alpha1
+kind: CredentialProviderHostConfig
+plugins:
+  - name: static
+    module: plugins/static.wasm
+    sha256: "AB00000000000000000000000000000000000000000000000000000000000000"
+    matchImages: ["*.registry.io", "registry.io:5000/team"]
+    config:
+      username: robot
+    configFromFile:
+      password: secret/password
+  - name: other
+    module: /abs/other.wasm
+    matchImages: ["*.registry.io"]
+"#;
+
+    #[test]
+    fn parses_and_resolves_paths() {
+        let cfg = HostConfig::parse(GOOD, Path::new("/etc/wcp")).unwrap();
+        let p = &cfg.plugins[0];
+        assert_eq!(p.module, Path::new("/etc/wcp/plugins/static.wasm"));
+        assert_eq!(p.sha256.as_deref().unwrap()[..2], *"ab");
+        assert_eq!(
+            p.config["password"],
+            ConfigSource::File("/etc/wcp/secret/password".into())
+        );
+        assert_eq!(cfg.plugins[1].module, Path::new("/abs/other.wasm"));
+    }
+
+    #[test]
+    fn first_match_wins() {
+        let cfg = HostConfig::parse(GOOD, Path::new("/")).unwrap();
+        assert_eq!(cfg.select("a.registry.io/x").unwrap().name, "static");
+        assert_eq!(cfg.select("registry.io:5000/team/app").unwrap().name, "static");
+        assert!(cfg.select("registry.io/team/app").is_none());
+        assert!(cfg.select("docker.io/library/nginx").is_none());
+    }
+
+    #[test]
+    fn unknown_field_names_the_line() {
+        let text = GOOD.replace("    matchImages: [\"*.registry.io\"]\n", "    matchImages: [\"*.registry.io\"]\n    timeoutz: 3s\n");
+        let err = format!("{:#}", HostConfig::parse(&text, Path::new("/")).unwrap_err());
+        assert!(err.contains("unknown field `timeoutz`"), "{err}");
+        assert!(err.contains("line 16"), "{err}");
+    }
+
+    #[test]
+    fn rejects_invalid_configs() {
+        let header = "apiVersion: wasm-credential-provider.io/v1alpha1\nkind: CredentialProviderHostConfig\n";
+        let cases = [
+            ("apiVersion: v1\nkind: CredentialProviderHostConfig\nplugins: []\n".to_string(), "apiVersion is"),
+            ("apiVersion: wasm-credential-provider.io/v1alpha1\nkind: Foo\nplugins: []\n".to_string(), "kind is"),
+            (format!("{header}plugins: []\n"), "at least one plugin"),
+            (format!("{header}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: []\n"), "matchImages"),
+            (format!("{header}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['%zz']\n"), "invalid URL escape"),
+            (format!("{header}plugins:\n  - name: a/b\n    module: a.wasm\n    matchImages: ['x']\n"), "may contain only"),
+            (format!("{header}plugins:\n  - name: a\n    module: a.wasm\n    sha256: abc\n    matchImages: ['x']\n"), "64 hex"),
+            (format!("{header}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['x']\n  - name: a\n    module: b.wasm\n    matchImages: ['y']\n"), "duplicate plugin name"),
+            (format!("{header}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['x']\n    config: {{k: v}}\n    configFromEnv: {{k: V}}\n"), "more than one"),
+            (format!("{header}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['x']\n    config: {{k: v, k: w}}\n"), "duplicate"),
+            (format!("{header}plugins:\n  - name: a\n    matchImages: ['x']\n"), "missing field `module`"),
+            ("{{{".to_string(), ""),
+        ];
+        for (text, want) in cases {
+            let err = format!("{:#}", HostConfig::parse(&text, Path::new("/")).unwrap_err());
+            assert!(err.contains(want), "{text}\n=> {err}");
+        }
+    }
+
+    #[test]
+    fn resolves_values_from_every_source() {
+        let dir = std::env::temp_dir().join(format!("wcp-core-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("secret")).unwrap();
+        std::fs::write(dir.join("secret/password"), "s3cret\n").unwrap();
+        let text = GOOD.replace("    matchImages: [\"*.registry.io\"]\n", "    matchImages: [\"*.registry.io\"]\n    configFromEnv:\n      token: TOKEN_VAR\n");
+        let cfg = HostConfig::parse(&text, &dir).unwrap();
+        let values = cfg.plugins[0].resolve_values(|_| None).unwrap();
+        assert_eq!(values["password"], "s3cret");
+        assert_eq!(values["username"], "robot");
+        let env = |name: &str| (name == "TOKEN_VAR").then(|| "tok".to_string());
+        assert_eq!(cfg.plugins[1].resolve_values(env).unwrap()["token"], "tok");
+        let err = cfg.plugins[1].resolve_values(|_| None).unwrap_err().to_string();
+        assert!(err.contains("TOKEN_VAR is not set"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

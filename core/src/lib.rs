@@ -1,0 +1,12 @@
+//! The pure core of wasm-credential-provider.
+//!
+//! Everything here is deterministic and free of wasmtime, so that the parts
+//! the kubelet depends on exactly (wire protocol, image matching, config
+//! validation) can be tested on their own. The host crate uses this crate;
+//! this crate never uses the host.
+
+pub mod config;
+pub mod duration;
+pub mod image;
+pub mod matching;
+pub mod protocol;
