@@ -3,8 +3,10 @@
 //! error that names its line, because a typo in a security setting must not
 //! be silently ignored.
 
+use crate::capabilities::{Grant, parse_grant};
+use crate::duration::parse_go_duration;
 use crate::matching::ImagePattern;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -22,7 +24,40 @@ const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 struct FileConfig {
     api_version: String,
     kind: String,
+    #[serde(default)]
+    tls: FileTls,
     plugins: Vec<FilePlugin>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileTls {
+    #[serde(default)]
+    ca_bundle: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileGrants {
+    #[serde(default)]
+    outbound: Vec<String>,
+    #[serde(default)]
+    allow_private_networks: Vec<String>,
+    #[serde(default)]
+    env: Vec<String>,
+    #[serde(default)]
+    service_account_token: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileLimits {
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default, rename = "memoryMiB")]
+    memory_mib: Option<u32>,
+    #[serde(default)]
+    max_http_response_bytes: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -39,6 +74,10 @@ struct FilePlugin {
     config_from_file: BTreeMap<String, PathBuf>,
     #[serde(default, deserialize_with = "unique_keys")]
     config_from_env: BTreeMap<String, String>,
+    #[serde(default)]
+    grants: FileGrants,
+    #[serde(default)]
+    limits: FileLimits,
 }
 
 /// A map that refuses duplicate keys: YAML parsers keep the last value,
@@ -74,6 +113,8 @@ where
 /// A validated host config.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
+    /// Extra PEM CA certificates trusted for outbound TLS, beside the OS store.
+    pub ca_bundle: Option<PathBuf>,
     pub plugins: Vec<PluginConfig>,
 }
 
@@ -96,12 +137,40 @@ pub struct PluginConfig {
     pub sha256: Option<String>,
     pub match_images: Vec<ImagePattern>,
     pub config: BTreeMap<String, ConfigSource>,
-    /// Wall-clock budget for one call into the plugin.
+    /// What the operator grants; see [`crate::capabilities`].
+    pub grant: Grant,
+    pub limits: Limits,
+}
+
+/// Resource bounds of one plugin call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock budget for one call, host I/O included.
     pub timeout: Duration,
+    /// Linear memory the instance may use.
+    pub memory_bytes: usize,
+    /// Largest HTTP response body the host hands to the plugin.
+    pub max_http_response_bytes: u64,
 }
 
 /// Default wall-clock budget of a plugin call: well under the kubelet's 60 s kill.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest budget an operator may set: the kubelet kills the exec at 60 s.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(55);
+/// Default memory cap.
+pub const DEFAULT_MEMORY_MIB: u32 = 64;
+/// Default cap on one HTTP response body.
+pub const DEFAULT_MAX_HTTP_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_TIMEOUT,
+            memory_bytes: DEFAULT_MEMORY_MIB as usize * 1024 * 1024,
+            max_http_response_bytes: DEFAULT_MAX_HTTP_RESPONSE_BYTES,
+        }
+    }
+}
 
 impl HostConfig {
     /// Reads and validates the config at `path`; module paths are resolved
@@ -110,7 +179,10 @@ impl HostConfig {
         let meta = std::fs::metadata(path)
             .with_context(|| format!("cannot read host config {}", path.display()))?;
         if meta.len() > MAX_CONFIG_BYTES {
-            bail!("host config {} is larger than {MAX_CONFIG_BYTES} bytes", path.display());
+            bail!(
+                "host config {} is larger than {MAX_CONFIG_BYTES} bytes",
+                path.display()
+            );
         }
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read host config {}", path.display()))?;
@@ -122,7 +194,10 @@ impl HostConfig {
     pub fn parse(text: &str, base_dir: &Path) -> Result<Self> {
         let file: FileConfig = serde_yaml_ng::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         if file.api_version != API_VERSION {
-            bail!("apiVersion is {:?}, expected {API_VERSION:?}", file.api_version);
+            bail!(
+                "apiVersion is {:?}, expected {API_VERSION:?}",
+                file.api_version
+            );
         }
         if file.kind != KIND {
             bail!("kind is {:?}, expected {KIND:?}", file.kind);
@@ -130,6 +205,10 @@ impl HostConfig {
         if file.plugins.is_empty() {
             bail!("plugins: at least one plugin is required");
         }
+        let ca_bundle = file
+            .tls
+            .ca_bundle
+            .map(|p| if p.is_absolute() { p } else { base_dir.join(p) });
         let mut names = BTreeSet::new();
         let mut plugins = Vec::with_capacity(file.plugins.len());
         for (index, plugin) in file.plugins.into_iter().enumerate() {
@@ -140,7 +219,7 @@ impl HostConfig {
             }
             plugins.push(plugin);
         }
-        Ok(Self { plugins })
+        Ok(Self { ca_bundle, plugins })
     }
 
     /// The first plugin whose `matchImages` selects `image`, in config order,
@@ -191,7 +270,8 @@ fn validate_plugin(plugin: FilePlugin, base_dir: &Path) -> Result<PluginConfig> 
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            ImagePattern::parse(p).with_context(|| format!("matchImages[{i}]: invalid pattern {p:?}"))
+            ImagePattern::parse(p)
+                .with_context(|| format!("matchImages[{i}]: invalid pattern {p:?}"))
         })
         .collect::<Result<Vec<_>>>()?;
     let mut config = BTreeMap::new();
@@ -199,15 +279,10 @@ fn validate_plugin(plugin: FilePlugin, base_dir: &Path) -> Result<PluginConfig> 
         .config
         .into_iter()
         .map(|(k, v)| (k, ConfigSource::Literal(v), "config"))
-        .chain(
-            plugin
-                .config_from_file
-                .into_iter()
-                .map(|(k, p)| {
-                    let p = if p.is_absolute() { p } else { base_dir.join(p) };
-                    (k, ConfigSource::File(p), "configFromFile")
-                }),
-        )
+        .chain(plugin.config_from_file.into_iter().map(|(k, p)| {
+            let p = if p.is_absolute() { p } else { base_dir.join(p) };
+            (k, ConfigSource::File(p), "configFromFile")
+        }))
         .chain(
             plugin
                 .config_from_env
@@ -219,17 +294,55 @@ fn validate_plugin(plugin: FilePlugin, base_dir: &Path) -> Result<PluginConfig> 
             bail!("{field}: keys must not be empty");
         }
         if config.insert(key.clone(), source).is_some() {
-            bail!("{field}.{key}: key is set in more than one of config, configFromFile, configFromEnv");
+            bail!(
+                "{field}.{key}: key is set in more than one of config, configFromFile, configFromEnv"
+            );
         }
     }
+    let grants = plugin.grants;
+    let grant = parse_grant(
+        &grants.outbound,
+        &grants.allow_private_networks,
+        &grants.env,
+        grants.service_account_token,
+    )
+    .context("grants")?;
     Ok(PluginConfig {
         name,
         module,
         sha256,
         match_images,
         config,
-        timeout: DEFAULT_TIMEOUT,
+        grant,
+        limits: validate_limits(plugin.limits).context("limits")?,
     })
+}
+
+fn validate_limits(limits: FileLimits) -> Result<Limits> {
+    let mut out = Limits::default();
+    if let Some(text) = limits.timeout {
+        let timeout = parse_go_duration(&text).context("timeout")?;
+        if timeout.is_zero() || timeout > MAX_TIMEOUT {
+            bail!(
+                "timeout: {text} must be more than 0s and at most {}s (the kubelet kills the exec at 60s)",
+                MAX_TIMEOUT.as_secs()
+            );
+        }
+        out.timeout = timeout;
+    }
+    if let Some(mib) = limits.memory_mib {
+        if !(1..=4096).contains(&mib) {
+            bail!("memoryMiB: {mib} must be from 1 to 4096");
+        }
+        out.memory_bytes = mib as usize * 1024 * 1024;
+    }
+    if let Some(bytes) = limits.max_http_response_bytes {
+        if bytes == 0 {
+            bail!("maxHttpResponseBytes: must be more than 0");
+        }
+        out.max_http_response_bytes = bytes;
+    }
+    Ok(out)
 }
 
 impl PluginConfig {
@@ -310,18 +423,67 @@ plugins:
     }
 
     #[test]
+    fn grants_and_limits() {
+        let text = GOOD.replace(
+            "    matchImages: [\"*.registry.io\"]\n",
+            "    matchImages: [\"*.registry.io\"]\n    grants:\n      outbound: [\"https://sts.amazonaws.com\"]\n      allowPrivateNetworks: [\"10.0.0.0/8\"]\n      env: [AWS_REGION]\n      serviceAccountToken: true\n    limits:\n      timeout: 2s\n      memoryMiB: 16\n",
+        );
+        let cfg = HostConfig::parse(&text, Path::new("/")).unwrap();
+        let p = &cfg.plugins[1];
+        assert_eq!(p.grant.outbound.len(), 1);
+        assert!(p.grant.service_account_token);
+        assert_eq!(p.limits.timeout, Duration::from_secs(2));
+        assert_eq!(p.limits.memory_bytes, 16 << 20);
+        assert_eq!(cfg.plugins[0].limits, Limits::default());
+        assert!(cfg.plugins[0].grant.outbound.is_empty());
+        for (bad, want) in [
+            (
+                "    grants:\n      outbound: [\"sts.amazonaws.com\"]\n",
+                "write \"https://sts.amazonaws.com\"",
+            ),
+            ("    limits:\n      timeout: 90s\n", "at most 55s"),
+            ("    limits:\n      timeout: 0s\n", "more than 0s"),
+            ("    limits:\n      memoryMiB: 0\n", "memoryMiB"),
+            (
+                "    grants:\n      allowPrivateNetworks: [\"10.0.0.0/99\"]\n",
+                "prefix length",
+            ),
+        ] {
+            let text = GOOD.replace(
+                "    matchImages: [\"*.registry.io\"]\n",
+                &format!("    matchImages: [\"*.registry.io\"]\n{bad}"),
+            );
+            let err = format!(
+                "{:#}",
+                HostConfig::parse(&text, Path::new("/")).unwrap_err()
+            );
+            assert!(err.contains(want), "{bad} => {err}");
+            assert!(err.contains("plugins[1]"), "{err}");
+        }
+    }
+
+    #[test]
     fn first_match_wins() {
         let cfg = HostConfig::parse(GOOD, Path::new("/")).unwrap();
         assert_eq!(cfg.select("a.registry.io/x").unwrap().name, "static");
-        assert_eq!(cfg.select("registry.io:5000/team/app").unwrap().name, "static");
+        assert_eq!(
+            cfg.select("registry.io:5000/team/app").unwrap().name,
+            "static"
+        );
         assert!(cfg.select("registry.io/team/app").is_none());
         assert!(cfg.select("docker.io/library/nginx").is_none());
     }
 
     #[test]
     fn unknown_field_names_the_line() {
-        let text = GOOD.replace("    matchImages: [\"*.registry.io\"]\n", "    matchImages: [\"*.registry.io\"]\n    timeoutz: 3s\n");
-        let err = format!("{:#}", HostConfig::parse(&text, Path::new("/")).unwrap_err());
+        let text = GOOD.replace(
+            "    matchImages: [\"*.registry.io\"]\n",
+            "    matchImages: [\"*.registry.io\"]\n    timeoutz: 3s\n",
+        );
+        let err = format!(
+            "{:#}",
+            HostConfig::parse(&text, Path::new("/")).unwrap_err()
+        );
         assert!(err.contains("unknown field `timeoutz`"), "{err}");
         assert!(err.contains("line 16"), "{err}");
     }
@@ -330,21 +492,67 @@ plugins:
     fn rejects_invalid_configs() {
         let header = "apiVersion: wasm-credential-provider.io/v1alpha1\nkind: CredentialProviderHostConfig\n";
         let cases = [
-            ("apiVersion: v1\nkind: CredentialProviderHostConfig\nplugins: []\n".to_string(), "apiVersion is"),
-            ("apiVersion: wasm-credential-provider.io/v1alpha1\nkind: Foo\nplugins: []\n".to_string(), "kind is"),
+            (
+                "apiVersion: v1\nkind: CredentialProviderHostConfig\nplugins: []\n".to_string(),
+                "apiVersion is",
+            ),
+            (
+                "apiVersion: wasm-credential-provider.io/v1alpha1\nkind: Foo\nplugins: []\n"
+                    .to_string(),
+                "kind is",
+            ),
             (format!("{header}plugins: []\n"), "at least one plugin"),
-            (format!("{header}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: []\n"), "matchImages"),
-            (format!("{header}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['%zz']\n"), "invalid URL escape"),
-            (format!("{header}plugins:\n  - name: a/b\n    module: a.wasm\n    matchImages: ['x']\n"), "may contain only"),
-            (format!("{header}plugins:\n  - name: a\n    module: a.wasm\n    sha256: abc\n    matchImages: ['x']\n"), "64 hex"),
-            (format!("{header}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['x']\n  - name: a\n    module: b.wasm\n    matchImages: ['y']\n"), "duplicate plugin name"),
-            (format!("{header}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['x']\n    config: {{k: v}}\n    configFromEnv: {{k: V}}\n"), "more than one"),
-            (format!("{header}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['x']\n    config: {{k: v, k: w}}\n"), "duplicate"),
-            (format!("{header}plugins:\n  - name: a\n    matchImages: ['x']\n"), "missing field `module`"),
+            (
+                format!("{header}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: []\n"),
+                "matchImages",
+            ),
+            (
+                format!(
+                    "{header}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['%zz']\n"
+                ),
+                "invalid URL escape",
+            ),
+            (
+                format!(
+                    "{header}plugins:\n  - name: a/b\n    module: a.wasm\n    matchImages: ['x']\n"
+                ),
+                "may contain only",
+            ),
+            (
+                format!(
+                    "{header}plugins:\n  - name: a\n    module: a.wasm\n    sha256: abc\n    matchImages: ['x']\n"
+                ),
+                "64 hex",
+            ),
+            (
+                format!(
+                    "{header}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['x']\n  - name: a\n    module: b.wasm\n    matchImages: ['y']\n"
+                ),
+                "duplicate plugin name",
+            ),
+            (
+                format!(
+                    "{header}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['x']\n    config: {{k: v}}\n    configFromEnv: {{k: V}}\n"
+                ),
+                "more than one",
+            ),
+            (
+                format!(
+                    "{header}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['x']\n    config: {{k: v, k: w}}\n"
+                ),
+                "duplicate",
+            ),
+            (
+                format!("{header}plugins:\n  - name: a\n    matchImages: ['x']\n"),
+                "missing field `module`",
+            ),
             ("{{{".to_string(), ""),
         ];
         for (text, want) in cases {
-            let err = format!("{:#}", HostConfig::parse(&text, Path::new("/")).unwrap_err());
+            let err = format!(
+                "{:#}",
+                HostConfig::parse(&text, Path::new("/")).unwrap_err()
+            );
             assert!(err.contains(want), "{text}\n=> {err}");
         }
     }
@@ -354,14 +562,20 @@ plugins:
         let dir = std::env::temp_dir().join(format!("wcp-core-test-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("secret")).unwrap();
         std::fs::write(dir.join("secret/password"), "s3cret\n").unwrap();
-        let text = GOOD.replace("    matchImages: [\"*.registry.io\"]\n", "    matchImages: [\"*.registry.io\"]\n    configFromEnv:\n      token: TOKEN_VAR\n");
+        let text = GOOD.replace(
+            "    matchImages: [\"*.registry.io\"]\n",
+            "    matchImages: [\"*.registry.io\"]\n    configFromEnv:\n      token: TOKEN_VAR\n",
+        );
         let cfg = HostConfig::parse(&text, &dir).unwrap();
         let values = cfg.plugins[0].resolve_values(|_| None).unwrap();
         assert_eq!(values["password"], "s3cret");
         assert_eq!(values["username"], "robot");
         let env = |name: &str| (name == "TOKEN_VAR").then(|| "tok".to_string());
         assert_eq!(cfg.plugins[1].resolve_values(env).unwrap()["token"], "tok");
-        let err = cfg.plugins[1].resolve_values(|_| None).unwrap_err().to_string();
+        let err = cfg.plugins[1]
+            .resolve_values(|_| None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("TOKEN_VAR is not set"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,7 +1,7 @@
 //! Go `time.Duration` strings, the format kubelet uses for `cacheDuration`
 //! and for durations in its config.
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use std::time::Duration;
 
 /// Formats whole seconds the way Go's `Duration.String` does (`0s`, `45s`,

@@ -15,7 +15,10 @@ mod tests {
     #[test]
     fn registry_like_kubelet() {
         assert_eq!(registry_of("test.registry.io/foo/bar"), "test.registry.io");
-        assert_eq!(registry_of("test.registry.io:8080/foo"), "test.registry.io:8080");
+        assert_eq!(
+            registry_of("test.registry.io:8080/foo"),
+            "test.registry.io:8080"
+        );
         assert_eq!(registry_of("docker.io/library/nginx"), "docker.io");
         assert_eq!(registry_of("registry.io"), "registry.io");
     }

@@ -5,8 +5,12 @@
 //! validation) can be tested on their own. The host crate uses this crate;
 //! this crate never uses the host.
 
+pub mod answer;
+pub mod capabilities;
 pub mod config;
+pub mod destination;
 pub mod duration;
 pub mod image;
 pub mod matching;
 pub mod protocol;
+pub mod redact;

@@ -7,7 +7,7 @@
 //!   Go's `filepath.Match` (`*` globs within one label, case-sensitive);
 //! * the pattern's path is a plain string prefix of the image's path.
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 
 /// An image or pattern split the way kubelet splits it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,10 +106,10 @@ pub fn parse_schemeless(value: &str) -> Result<UrlParts> {
 /// Go's `net.SplitHostPort`, falling back to (whole, "") when there is no port.
 fn split_host_port(host_port: &str) -> (String, String) {
     if let Some(rest) = host_port.strip_prefix('[') {
-        if let Some((inside, after)) = rest.split_once(']') {
-            if let Some(port) = after.strip_prefix(':') {
-                return (inside.to_string(), port.to_string());
-            }
+        if let Some((inside, after)) = rest.split_once(']')
+            && let Some(port) = after.strip_prefix(':')
+        {
+            return (inside.to_string(), port.to_string());
         }
         return (host_port.to_string(), String::new());
     }
@@ -141,7 +141,9 @@ fn check_escapes(text: &str) -> Result<()> {
 fn check_host(host_port: &str) -> Result<()> {
     check_escapes(host_port)?;
     // Port: after the last ':' outside brackets, digits only.
-    let after_bracket = host_port.rfind(']').map_or(host_port, |i| &host_port[i + 1..]);
+    let after_bracket = host_port
+        .rfind(']')
+        .map_or(host_port, |i| &host_port[i + 1..]);
     if host_port.starts_with('[') {
         if !host_port.contains(']') {
             bail!("missing ']' in host");
@@ -151,15 +153,14 @@ fn check_host(host_port: &str) -> Result<()> {
         }
     }
     if !host_port.starts_with('[') {
-        if let Some((_, port)) = host_port.rsplit_once(':') {
-            if !port.chars().all(|c| c.is_ascii_digit()) {
-                bail!("invalid port \":{port}\" after host");
-            }
-        }
-        if let Some(c) = host_port
-            .chars()
-            .find(|c| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '^' | '`'))
+        if let Some((_, port)) = host_port.rsplit_once(':')
+            && !port.chars().all(|c| c.is_ascii_digit())
         {
+            bail!("invalid port \":{port}\" after host");
+        }
+        if let Some(c) = host_port.chars().find(|c| {
+            c.is_whitespace() || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '^' | '`')
+        }) {
             bail!("invalid character {c:?} in host name");
         }
     }
@@ -269,10 +270,11 @@ fn parse_class(p: &[char], start: usize, c: Option<char>) -> Result<(bool, usize
         if lo > hi {
             return Err("bad range in character class");
         }
-        if let Some(c) = c {
-            if lo <= c && c <= hi {
-                matched = true;
-            }
+        if let Some(c) = c
+            && lo <= c
+            && c <= hi
+        {
+            matched = true;
         }
         count += 1;
         i = after;
@@ -326,8 +328,16 @@ mod tests {
             ("nginx", "docker.io/library/nginx", false),
             ("Registry.io", "registry.io/x", false),
             ("https://registry.io", "registry.io/foo", false),
-            ("*.dkr.ecr.*.amazonaws.com", "123456789012.dkr.ecr.us-east-1.amazonaws.com/app", true),
-            ("*.dkr.ecr.*.amazonaws.com", "123456789012.dkr.ecr.us-east-1.amazonaws.com.cn/app", false),
+            (
+                "*.dkr.ecr.*.amazonaws.com",
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com/app",
+                true,
+            ),
+            (
+                "*.dkr.ecr.*.amazonaws.com",
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com.cn/app",
+                false,
+            ),
             ("[::1]:5000", "[::1]:5000/img", true),
             ("%invalid%", "registry.io/foo", false),
         ];
@@ -356,7 +366,9 @@ mod tests {
         assert!(ImagePattern::parse("registry.io:5000/team").is_ok());
         let err = ImagePattern::parse("%invalid%").unwrap_err().to_string();
         assert!(err.contains("invalid URL escape"), "{err}");
-        let err = ImagePattern::parse("registry.io:50x0").unwrap_err().to_string();
+        let err = ImagePattern::parse("registry.io:50x0")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("invalid port"), "{err}");
         let err = ImagePattern::parse("reg istry.io").unwrap_err().to_string();
         assert!(err.contains("invalid character"), "{err}");

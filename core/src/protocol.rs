@@ -4,7 +4,7 @@
 //! The kubelet trusts stdout completely and decodes it strictly, so the
 //! response type here can only ever produce the fields the kubelet knows.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -68,7 +68,10 @@ impl std::fmt::Debug for Request {
                 "service_account_token",
                 &self.service_account_token.as_ref().map(|_| "<redacted>"),
             )
-            .field("service_account_annotations", &self.service_account_annotations)
+            .field(
+                "service_account_annotations",
+                &self.service_account_annotations,
+            )
             .finish()
     }
 }
@@ -111,7 +114,9 @@ impl Request {
             .and_then(ApiVersion::parse)?;
         match wire.kind.as_deref() {
             Some("CredentialProviderRequest") => {}
-            Some(other) => bail!("request kind is {other:?}, expected \"CredentialProviderRequest\""),
+            Some(other) => {
+                bail!("request kind is {other:?}, expected \"CredentialProviderRequest\"")
+            }
             None => bail!("request has no kind, expected \"CredentialProviderRequest\""),
         }
         let image = match wire.image {
@@ -249,8 +254,14 @@ mod tests {
         let text = r#"{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1","image":"test.registry.io/foobar","serviceAccountToken":"service-account-token","serviceAccountAnnotations":{"domain.io/annotation1":"value1"}}
 "#;
         let req = Request::decode(text.as_bytes()).unwrap();
-        assert_eq!(req.service_account_token.as_deref(), Some("service-account-token"));
-        assert_eq!(req.service_account_annotations["domain.io/annotation1"], "value1");
+        assert_eq!(
+            req.service_account_token.as_deref(),
+            Some("service-account-token")
+        );
+        assert_eq!(
+            req.service_account_annotations["domain.io/annotation1"],
+            "value1"
+        );
         assert!(!format!("{req:?}").contains("service-account-token"));
     }
 
@@ -289,10 +300,19 @@ mod tests {
         ];
         for (input, want) in cases {
             let err = Request::decode(input).unwrap_err().to_string();
-            assert!(err.contains(want), "{:?}: {err}", String::from_utf8_lossy(input));
+            assert!(
+                err.contains(want),
+                "{:?}: {err}",
+                String::from_utf8_lossy(input)
+            );
         }
         let big = vec![b' '; MAX_REQUEST_BYTES + 1];
-        assert!(Request::decode(&big).unwrap_err().to_string().contains("larger than"));
+        assert!(
+            Request::decode(&big)
+                .unwrap_err()
+                .to_string()
+                .contains("larger than")
+        );
     }
 
     #[test]
@@ -327,7 +347,16 @@ mod tests {
             String::from_utf8(empty.encode()).unwrap(),
             "{\"kind\":\"CredentialProviderResponse\",\"apiVersion\":\"credentialprovider.kubelet.k8s.io/v1alpha1\",\"cacheKeyType\":\"Image\",\"cacheDuration\":\"0s\",\"auth\":{}}\n"
         );
-        let no_duration = Response::new(ApiVersion::V1Beta1, CacheKeyType::Global, None, BTreeMap::new());
-        assert!(!String::from_utf8(no_duration.encode()).unwrap().contains("cacheDuration"));
+        let no_duration = Response::new(
+            ApiVersion::V1Beta1,
+            CacheKeyType::Global,
+            None,
+            BTreeMap::new(),
+        );
+        assert!(
+            !String::from_utf8(no_duration.encode())
+                .unwrap()
+                .contains("cacheDuration")
+        );
     }
 }

@@ -1,1 +1,44 @@
+//! Write a kubelet credential provider as a WebAssembly component for
+//! wasm-credential-provider.
+//!
+//! A provider implements [`Provider`] and exports it with
+//! [`export_provider!`]; the crate is built as a `cdylib` for
+//! `wasm32-wasip2`. The host gives the component nothing but what the
+//! `plugin` world imports: its own [`config`] values, a [`log`], outgoing
+//! [`http`] to the destinations the operator granted, clocks, randomness
+//! and the environment variables the operator granted.
+//!
+//! ```no_run
+//! use wcp_guest_sdk::{config, image, Credentials, Provider, ProviderError, Request};
+//!
+//! struct Static;
+//!
+//! impl Provider for Static {
+//!     fn get_credentials(request: Request) -> Result<Credentials, ProviderError> {
+//!         let registry = image::registry_of(&request.image);
+//!         Ok(Credentials::registry(registry, config::require("username")?, config::require("password")?))
+//!     }
+//! }
+//!
+//! wcp_guest_sdk::export_provider!(Static);
+//! ```
+//!
+//! The helpers that do not touch the host ([`image`], [`jwt`],
+//! [`basic_auth`], [`http::form_urlencode`]) also work natively, so they can
+//! be unit-tested with a plain `cargo test`; everything that calls the host
+//! panics outside a `wasm32` build.
 
+pub mod basic_auth;
+pub mod bindings;
+pub mod capabilities;
+pub mod config;
+mod export;
+pub mod http;
+pub mod image;
+pub mod jwt;
+pub mod log;
+mod provider;
+
+#[doc(hidden)]
+pub use export::Export;
+pub use provider::{AuthEntry, CacheKeyType, Credentials, Provider, ProviderError, Request};

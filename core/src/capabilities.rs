@@ -1,0 +1,348 @@
+//! Two locks on every capability: the plugin *declares* what it needs (a
+//! JSON document embedded in the component as a custom section, written by
+//! the guest SDK at build time) and the operator *grants* it per plugin in
+//! the host config. A capability is usable only if declared and granted;
+//! empty means deny-all, and nothing is ever granted automatically.
+
+use crate::destination::{Cidr, Destination, Origin, Scheme, special_range};
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+/// Name of the custom section that carries the declaration.
+pub const SECTION_NAME: &str = "wcp-capabilities";
+/// Largest declaration accepted.
+pub const MAX_DECLARATION_BYTES: usize = 64 * 1024;
+/// Prefix of a declared destination taken from an operator config value.
+pub const FROM_CONFIG_PREFIX: &str = "config:";
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WireDeclaration {
+    #[serde(default)]
+    outbound: Vec<String>,
+    #[serde(default)]
+    config: Vec<String>,
+    #[serde(default)]
+    env: Vec<String>,
+    #[serde(default)]
+    service_account_token: bool,
+}
+
+/// A destination as a plugin declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeclaredDestination {
+    Fixed(Destination),
+    /// `config:<key>`: wherever the operator points config value `<key>`
+    /// (regional, FIPS or VPC endpoints). Still needs a grant.
+    FromConfig(String),
+}
+
+/// What a component asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Declaration {
+    pub outbound: Vec<DeclaredDestination>,
+    pub config: BTreeSet<String>,
+    pub env: BTreeSet<String>,
+    pub service_account_token: bool,
+}
+
+impl Declaration {
+    /// Parses the JSON embedded in a component.
+    pub fn parse(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() > MAX_DECLARATION_BYTES {
+            bail!("capability declaration is larger than {MAX_DECLARATION_BYTES} bytes");
+        }
+        let wire: WireDeclaration = serde_json::from_slice(bytes)
+            .context("capability declaration is not valid JSON of the expected shape")?;
+        let outbound = wire
+            .outbound
+            .iter()
+            .map(|entry| match entry.strip_prefix(FROM_CONFIG_PREFIX) {
+                Some(key) if !key.is_empty() => {
+                    Ok(DeclaredDestination::FromConfig(key.to_string()))
+                }
+                Some(_) => bail!("declared destination {entry:?} names no config key"),
+                None => Destination::parse(entry, Origin::Declared).map(DeclaredDestination::Fixed),
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            outbound,
+            config: wire.config.into_iter().collect(),
+            env: wire.env.into_iter().collect(),
+            service_account_token: wire.service_account_token,
+        })
+    }
+}
+
+/// What the operator grants one plugin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grant {
+    pub outbound: Vec<Destination>,
+    pub allow_private_networks: Vec<Cidr>,
+    pub env: BTreeSet<String>,
+    pub service_account_token: bool,
+}
+
+/// Why a request may not go out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// The plugin did not declare the destination.
+    NotDeclared,
+    /// Declared, but the operator did not grant it.
+    NotGranted,
+    /// Neither.
+    NeitherDeclaredNorGranted,
+}
+
+impl Denial {
+    /// The `error.type` of the structured log event.
+    pub fn error_type(&self) -> &'static str {
+        "destination_not_allowed"
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Denial::NotDeclared => "the plugin did not declare this destination",
+            Denial::NotGranted => "the operator did not grant this destination",
+            Denial::NeitherDeclaredNorGranted => {
+                "the destination is neither declared by the plugin nor granted"
+            }
+        }
+    }
+}
+
+/// The intersection of a declaration and a grant, ready to check requests.
+#[derive(Debug, Clone)]
+pub struct Effective {
+    declared: Vec<Destination>,
+    granted: Vec<Destination>,
+    private_networks: Vec<Cidr>,
+    pub env: BTreeSet<String>,
+    pub config_keys: BTreeSet<String>,
+    pub service_account_token: bool,
+    /// Declared-from-config destinations whose config value is missing or
+    /// invalid; reported, never fatal on their own.
+    pub problems: Vec<String>,
+}
+
+impl Effective {
+    /// Combines the two locks. `config_values` resolves `config:` entries.
+    pub fn new(
+        declared: &Declaration,
+        grant: &Grant,
+        config_values: &BTreeMap<String, String>,
+    ) -> Self {
+        let mut problems = Vec::new();
+        let mut declared_destinations = Vec::new();
+        for entry in &declared.outbound {
+            match entry {
+                DeclaredDestination::Fixed(d) => declared_destinations.push(d.clone()),
+                DeclaredDestination::FromConfig(key) => match config_values.get(key) {
+                    None => {}
+                    Some(value) => match destination_of_url(value) {
+                        Ok(d) => declared_destinations.push(d),
+                        Err(e) => problems.push(format!("config value {key:?}: {e:#}")),
+                    },
+                },
+            }
+        }
+        Self {
+            declared: declared_destinations,
+            granted: grant.outbound.clone(),
+            private_networks: grant.allow_private_networks.clone(),
+            env: declared.env.intersection(&grant.env).cloned().collect(),
+            config_keys: declared.config.clone(),
+            service_account_token: declared.service_account_token && grant.service_account_token,
+            problems,
+        }
+    }
+
+    /// Checks the scheme, host and port of a request's final URI.
+    pub fn check_request(&self, scheme: Scheme, host: &str, port: u16) -> Result<(), Denial> {
+        let declared = self.declared.iter().any(|d| d.allows(scheme, host, port));
+        let granted = self.granted.iter().any(|d| d.allows(scheme, host, port));
+        match (declared, granted) {
+            (true, true) => Ok(()),
+            (false, true) => Err(Denial::NotDeclared),
+            (true, false) => Err(Denial::NotGranted),
+            (false, false) => Err(Denial::NeitherDeclaredNorGranted),
+        }
+    }
+
+    /// Checks one address a granted name resolved to (or an IP literal).
+    /// Loopback, link-local, private and other special addresses are refused
+    /// unless the grant names that IP or an `allowPrivateNetworks` range
+    /// contains it. Returns the reason on refusal.
+    pub fn check_address(&self, ip: IpAddr) -> Result<(), &'static str> {
+        let Some(range) = special_range(ip) else {
+            return Ok(());
+        };
+        let named = self.granted.iter().any(|d| d.names_ip(ip));
+        let in_range = self.private_networks.iter().any(|c| c.contains(ip));
+        if named || in_range {
+            Ok(())
+        } else {
+            Err(range)
+        }
+    }
+
+    /// Destinations the plugin can actually reach: declared and granted.
+    pub fn granted(&self) -> &[Destination] {
+        &self.granted
+    }
+}
+
+/// `scheme://authority` of a URL an operator configured (a path is allowed
+/// here and ignored: it is an endpoint URL, not a destination entry).
+pub fn destination_of_url(url: &str) -> Result<Destination> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .with_context(|| format!("{url:?} is not an absolute URL"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    Destination::parse(&format!("{scheme}://{authority}"), Origin::Granted)
+}
+
+/// Parses the operator's grant (already split into its fields).
+pub fn parse_grant(
+    outbound: &[String],
+    allow_private_networks: &[String],
+    env: &[String],
+    service_account_token: bool,
+) -> Result<Grant> {
+    Ok(Grant {
+        outbound: outbound
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                Destination::parse(e, Origin::Granted).with_context(|| format!("outbound[{i}]"))
+            })
+            .collect::<Result<_>>()?,
+        allow_private_networks: allow_private_networks
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Cidr::parse(e).with_context(|| format!("allowPrivateNetworks[{i}]")))
+            .collect::<Result<_>>()?,
+        env: env.iter().cloned().collect(),
+        service_account_token,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declaration(json: &str) -> Declaration {
+        Declaration::parse(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn both_locks_are_required() {
+        let d = declaration(r#"{"outbound":["https://sts.amazonaws.com","https://*.ecr.aws"]}"#);
+        let g = parse_grant(
+            &[
+                "https://sts.amazonaws.com".into(),
+                "https://other.io".into(),
+            ],
+            &[],
+            &[],
+            false,
+        )
+        .unwrap();
+        let e = Effective::new(&d, &g, &BTreeMap::new());
+        assert_eq!(
+            e.check_request(Scheme::Https, "sts.amazonaws.com", 443),
+            Ok(())
+        );
+        assert_eq!(
+            e.check_request(Scheme::Https, "public.ecr.aws", 443),
+            Err(Denial::NotGranted)
+        );
+        assert_eq!(
+            e.check_request(Scheme::Https, "other.io", 443),
+            Err(Denial::NotDeclared)
+        );
+        assert_eq!(
+            e.check_request(Scheme::Https, "evil.io", 443),
+            Err(Denial::NeitherDeclaredNorGranted)
+        );
+    }
+
+    #[test]
+    fn empty_is_deny_all() {
+        let e = Effective::new(&Declaration::default(), &Grant::default(), &BTreeMap::new());
+        assert!(e.check_request(Scheme::Https, "a.io", 443).is_err());
+        assert!(!e.service_account_token);
+        assert!(e.env.is_empty());
+    }
+
+    #[test]
+    fn config_destinations_follow_the_operator_value() {
+        let d = declaration(r#"{"outbound":["config:stsEndpoint"]}"#);
+        let g = parse_grant(&["https://127.0.0.1:8443".into()], &[], &[], false).unwrap();
+        let mut values = BTreeMap::new();
+        values.insert(
+            "stsEndpoint".to_string(),
+            "https://127.0.0.1:8443/".to_string(),
+        );
+        let e = Effective::new(&d, &g, &values);
+        assert_eq!(e.check_request(Scheme::Https, "127.0.0.1", 8443), Ok(()));
+        assert!(e.check_request(Scheme::Https, "127.0.0.1", 9443).is_err());
+        let e = Effective::new(&d, &g, &BTreeMap::new());
+        assert!(e.check_request(Scheme::Https, "127.0.0.1", 8443).is_err());
+    }
+
+    #[test]
+    fn special_addresses_need_an_explicit_grant() {
+        let d = declaration(r#"{"outbound":["https://registry.internal"]}"#);
+        let g = parse_grant(&["https://registry.internal".into()], &[], &[], false).unwrap();
+        let e = Effective::new(&d, &g, &BTreeMap::new());
+        for ip in [
+            "127.0.0.1",
+            "169.254.169.254",
+            "10.0.0.5",
+            "::ffff:127.0.0.1",
+            "fd00:ec2::254",
+        ] {
+            assert!(e.check_address(ip.parse().unwrap()).is_err(), "{ip}");
+        }
+        assert!(e.check_address("52.1.2.3".parse().unwrap()).is_ok());
+        let g = parse_grant(
+            &["https://registry.internal".into()],
+            &["10.0.0.0/8".into()],
+            &[],
+            false,
+        )
+        .unwrap();
+        let e = Effective::new(&d, &g, &BTreeMap::new());
+        assert!(e.check_address("10.0.0.5".parse().unwrap()).is_ok());
+        assert!(e.check_address("127.0.0.1".parse().unwrap()).is_err());
+        let g = parse_grant(&["http://127.0.0.1:9000".into()], &[], &[], false).unwrap();
+        let e = Effective::new(&d, &g, &BTreeMap::new());
+        assert!(e.check_address("127.0.0.1".parse().unwrap()).is_ok());
+        assert!(e.check_address("127.0.0.2".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn env_and_token_are_intersections() {
+        let d = declaration(
+            r#"{"env":["AWS_REGION","AWS_SECRET_ACCESS_KEY"],"serviceAccountToken":true}"#,
+        );
+        let g = parse_grant(&[], &[], &["AWS_REGION".into(), "HOME".into()], false).unwrap();
+        let e = Effective::new(&d, &g, &BTreeMap::new());
+        assert_eq!(e.env.iter().collect::<Vec<_>>(), vec!["AWS_REGION"]);
+        assert!(!e.service_account_token);
+        let g = parse_grant(&[], &[], &[], true).unwrap();
+        assert!(Effective::new(&d, &g, &BTreeMap::new()).service_account_token);
+    }
+
+    #[test]
+    fn declaration_errors() {
+        assert!(Declaration::parse(br#"{"outbound":["https://127.0.0.1"]}"#).is_err());
+        assert!(Declaration::parse(br#"{"outbound":["sts.amazonaws.com"]}"#).is_err());
+        assert!(Declaration::parse(br#"{"outbound":["config:"]}"#).is_err());
+        assert!(Declaration::parse(br#"{"outbund":[]}"#).is_err());
+        assert!(Declaration::parse(b"not json").is_err());
+    }
+}

@@ -1,0 +1,260 @@
+//! The wasmtime glue: compile, link, instantiate and call one plugin under
+//! its limits. It uses the pure core for everything protocol-related and
+//! keeps only what needs wasmtime.
+
+mod bindings;
+mod engine;
+mod guest_log;
+mod outbound;
+mod state;
+
+use crate::module::VerifiedModule;
+use crate::sandbox::Sandbox;
+use crate::tls::TlsPolicy;
+use anyhow::{Context, Result, anyhow, bail};
+use bindings::v0_1 as api;
+use guest_log::GuestLog;
+use outbound::OutboundHooks;
+use state::PluginState;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi_http::WasiHttpCtx;
+use wcp_core::answer::{Answer, AuthEntry};
+use wcp_core::config::{Limits, PluginConfig};
+use wcp_core::protocol::{CacheKeyType, Request};
+use wcp_core::redact::Redactor;
+
+/// Bytes of stdout and of stderr kept from a plugin.
+const CAPTURE_BYTES: usize = 64 * 1024;
+
+/// What a plugin call produced.
+pub enum Outcome {
+    Answer(Answer),
+    /// The plugin has nothing for this image (message already redacted).
+    NoCredentials(String),
+}
+
+/// Runs `plugin` on `request` within its deadline and memory limit.
+pub fn run_plugin(
+    plugin: &PluginConfig,
+    module: &VerifiedModule,
+    request: &Request,
+    sandbox: Sandbox,
+    tls: TlsPolicy,
+) -> Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_async(plugin, module, request, sandbox, tls))
+}
+
+async fn run_async(
+    plugin: &PluginConfig,
+    module: &VerifiedModule,
+    request: &Request,
+    sandbox: Sandbox,
+    tls: TlsPolicy,
+) -> Result<Outcome> {
+    let limits = &plugin.limits;
+    let deadline = Instant::now() + limits.timeout;
+    let name = plugin.name.as_str();
+    let engine = engine::new()?;
+    let component = Component::new(&engine, &module.bytes)
+        .map_err(anyhow::Error::from)
+        .with_context(|| {
+            format!(
+                "plugin {name:?}: cannot compile module {}",
+                plugin.module.display()
+            )
+        })?;
+    bindings::check_world(&engine, &component).with_context(|| {
+        format!(
+            "plugin {name:?}: module {} is not a provider",
+            plugin.module.display()
+        )
+    })?;
+    let linker = linker(&engine)?;
+
+    let Sandbox {
+        config,
+        env,
+        token,
+        policy,
+        redactor,
+    } = sandbox;
+    let stdout = MemoryOutputPipe::new(CAPTURE_BYTES);
+    let stderr = MemoryOutputPipe::new(CAPTURE_BYTES);
+    // No preopens, no stdin, no inherited environment or args; sockets and
+    // name lookup explicitly off (defaults have changed across releases).
+    let wasi = WasiCtx::builder()
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .envs(&env)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build();
+    let mut http = WasiHttpCtx::new();
+    http.set_field_size_limit(64 * 1024);
+    let state = PluginState {
+        wasi,
+        http,
+        table: ResourceTable::new(),
+        hooks: OutboundHooks {
+            plugin: name.to_string(),
+            policy: Arc::new(policy),
+            tls: Arc::new(tls),
+            deadline,
+            max_response_bytes: limits.max_http_response_bytes,
+        },
+        limits: StoreLimitsBuilder::new()
+            .memory_size(limits.memory_bytes)
+            .instances(64)
+            .tables(64)
+            .table_elements(100_000)
+            .memories(16)
+            .trap_on_grow_failure(true)
+            .build(),
+        config,
+        log: GuestLog::new(name, redactor),
+    };
+    let mut store = Store::new(&engine, state);
+    store.limiter(|s| &mut s.limits);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_trap();
+    start_deadline_timer(&engine, limits.timeout);
+
+    let wit_request = api::exports::wcp::credential_provider::provider::Request {
+        image: request.image.clone(),
+        service_account_token: token,
+        service_account_annotations: request
+            .service_account_annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    let call = async {
+        let instance = api::Plugin::instantiate_async(&mut store, &component, &linker).await?;
+        instance
+            .wcp_credential_provider_provider()
+            .call_get_credentials(&mut store, &wit_request)
+            .await
+    };
+    let result = tokio::time::timeout_at(deadline.into(), call).await;
+
+    let log = &mut store.data_mut().log;
+    log.emit_captured("stdout", &stdout.contents());
+    log.emit_captured("stderr", &stderr.contents());
+    log.finish();
+    let redactor = store.data().log.redactor().clone();
+
+    let timeout = limits.timeout;
+    let returned = match result {
+        Err(_elapsed) => bail!("plugin {name:?} did not answer within its {timeout:?} deadline"),
+        Ok(Err(err)) => return Err(describe_failure(name, limits, err, &redactor)),
+        Ok(Ok(returned)) => returned,
+    };
+    use api::exports::wcp::credential_provider::provider::ProviderError as E;
+    match returned {
+        Ok(credentials) => Ok(Outcome::Answer(to_answer(credentials))),
+        Err(E::NoCredentials(why)) => Ok(Outcome::NoCredentials(clean(&redactor, &why))),
+        Err(E::Config(why)) => bail!(
+            "plugin {name:?}: configuration error: {}",
+            clean(&redactor, &why)
+        ),
+        Err(E::Unauthorized(why)) => {
+            bail!("plugin {name:?}: unauthorized: {}", clean(&redactor, &why))
+        }
+        Err(E::Upstream(why)) => bail!(
+            "plugin {name:?}: upstream failure: {}",
+            clean(&redactor, &why)
+        ),
+    }
+}
+
+/// The linker: WASI p2 (sockets and name lookup are refused by the WASI
+/// context), wasi:http through the outbound hook, and the provider imports.
+fn linker(engine: &Engine) -> Result<Linker<PluginState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .map_err(anyhow::Error::from)
+        .context("cannot link WASI")?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+        .map_err(anyhow::Error::from)
+        .context("cannot link wasi:http")?;
+    use api::wcp::credential_provider as wit;
+    wit::types::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+    wit::config::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+    wit::log::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+/// Interrupts guest code once `timeout` has passed. Host I/O is cut by the
+/// async timeout around the call; this stops a guest spinning in wasm.
+fn start_deadline_timer(engine: &Engine, timeout: Duration) {
+    let engine = engine.weak();
+    std::thread::spawn(move || {
+        std::thread::sleep(timeout);
+        if let Some(engine) = engine.upgrade() {
+            engine.increment_epoch();
+        }
+    });
+}
+
+fn describe_failure(
+    name: &str,
+    limits: &Limits,
+    err: wasmtime::Error,
+    redactor: &Redactor,
+) -> anyhow::Error {
+    let timeout = limits.timeout;
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::Interrupt => anyhow!(
+                "plugin {name:?} did not answer within its {timeout:?} deadline and was interrupted"
+            ),
+            Trap::StackOverflow => {
+                anyhow!("plugin {name:?} overflowed its stack (runaway recursion)")
+            }
+            other => anyhow!("plugin {name:?} trapped: {other}"),
+        };
+    }
+    let text = format!("{err:#}");
+    if text.contains("forcing trap when growing memory") || text.contains("memory limit") {
+        return anyhow!(
+            "plugin {name:?} exceeded its memory limit of {} MiB",
+            limits.memory_bytes / (1024 * 1024)
+        );
+    }
+    anyhow!("plugin {name:?} failed: {}", clean(redactor, &text))
+}
+
+fn clean(redactor: &Redactor, text: &str) -> String {
+    guest_log::cap(&redactor.redact(text)).replace(['\n', '\r'], " ")
+}
+
+fn to_answer(credentials: api::exports::wcp::credential_provider::provider::Credentials) -> Answer {
+    use api::wcp::credential_provider::types::CacheKeyType as K;
+    Answer {
+        auth: credentials
+            .auth
+            .into_iter()
+            .map(|e| AuthEntry {
+                match_key: e.match_key,
+                username: e.username,
+                password: e.password,
+            })
+            .collect(),
+        cache_key_type: match credentials.cache_key_type {
+            K::Image => CacheKeyType::Image,
+            K::Registry => CacheKeyType::Registry,
+            K::Global => CacheKeyType::Global,
+        },
+        expires_at: credentials.expires_at,
+    }
+}

@@ -1,0 +1,147 @@
+//! Resolving, checking and connecting one allowed request.
+
+use super::body::GuardedBody;
+use super::{IoFuture, Timeouts};
+use crate::tls::TlsPolicy;
+use http_body_util::BodyExt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error as HttpError, WasiBody};
+use wcp_core::capabilities::Effective;
+use wcp_core::destination::Scheme;
+
+/// Where an allowed request goes and under which rules.
+pub struct Target {
+    pub plugin: String,
+    pub scheme: Scheme,
+    pub host: String,
+    pub port: u16,
+    pub policy: Arc<Effective>,
+    pub tls: Arc<TlsPolicy>,
+    pub timeouts: Timeouts,
+    pub max_response_bytes: u64,
+}
+
+/// Sends `request` to `target`: resolve, check every address, connect to
+/// the first that passed, TLS, HTTP/1.1.
+pub async fn send(
+    target: Target,
+    mut request: http::Request<WasiBody>,
+) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
+    let addresses = resolve(&target).await?;
+    let stream = connect(&target, &addresses).await?;
+    let io: Box<dyn IoStream> = match target.scheme {
+        Scheme::Http => Box::new(stream),
+        Scheme::Https => Box::new(target.tls.connect(&target.host, stream).await.map_err(|e| {
+            tracing::warn!(plugin = %target.plugin, host = %target.host, error.type = "tls_error", "TLS handshake failed: {e}");
+            HttpError::TlsCertificateError
+        })?),
+    };
+    let (mut sender, conn) = tokio::time::timeout(
+        target.timeouts.connect,
+        hyper::client::conn::http1::Builder::new()
+            .max_buf_size(64 * 1024)
+            .handshake(TokioIo::new(io)),
+    )
+    .await
+    .map_err(|_| HttpError::ConnectionTimeout)??;
+    let conn_task = tokio::spawn(conn);
+
+    // Origin-form on the wire; the authority travels in the Host header.
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    *request.uri_mut() = path.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
+
+    let response = tokio::time::timeout(target.timeouts.first_byte, sender.send_request(request))
+        .await
+        .map_err(|_| HttpError::ConnectionReadTimeout)??;
+    let limit = target.max_response_bytes;
+    if let Some(length) = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && length > limit
+    {
+        tracing::warn!(plugin = %target.plugin, host = %target.host, error.type = "response_too_large", length, limit, "upstream announced a response body over the limit; refused");
+        conn_task.abort();
+        return Err(HttpError::HttpResponseBodySize(Some(limit)));
+    }
+    let between_bytes = target.timeouts.between_bytes;
+    let response =
+        response.map(|incoming| GuardedBody::new(incoming, limit, between_bytes).boxed_unsync());
+    let io: IoFuture = Box::new(async move {
+        match conn_task.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(HttpError::from(e)),
+            Err(_) => Ok(()),
+        }
+    });
+    Ok((response, io))
+}
+
+trait IoStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> IoStream for T {}
+
+/// Resolves the host in the host process and keeps only addresses the
+/// policy allows.
+async fn resolve(target: &Target) -> Result<Vec<SocketAddr>, HttpError> {
+    let candidates: Vec<SocketAddr> = match target.host.trim_matches(['[', ']']).parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, target.port)],
+        Err(_) => {
+            let lookup = tokio::net::lookup_host((target.host.as_str(), target.port));
+            match tokio::time::timeout(target.timeouts.connect, lookup).await {
+                Err(_) => return Err(HttpError::DnsTimeout),
+                Ok(Err(e)) => {
+                    tracing::warn!(plugin = %target.plugin, host = %target.host, "name lookup failed: {e}");
+                    return Err(HttpError::DnsError {
+                        rcode: Some("lookup failed".into()),
+                        info_code: None,
+                    });
+                }
+                Ok(Ok(addrs)) => addrs.collect(),
+            }
+        }
+    };
+    let mut allowed = Vec::new();
+    for addr in candidates {
+        match target.policy.check_address(addr.ip()) {
+            Ok(()) => allowed.push(addr),
+            Err(range) => tracing::warn!(
+                plugin = %target.plugin,
+                error.type = "destination_ip_prohibited",
+                host = %target.host,
+                address = %addr.ip(),
+                "outbound connection refused: {} resolves to a {range} address; to allow it, grant that IP (\"{}://{}:{}\" under grants.outbound) or a range under grants.allowPrivateNetworks",
+                target.host,
+                target.scheme.as_str(),
+                addr.ip(),
+                target.port,
+            ),
+        }
+    }
+    if allowed.is_empty() {
+        return Err(HttpError::DestinationIpProhibited);
+    }
+    Ok(allowed)
+}
+
+async fn connect(target: &Target, addresses: &[SocketAddr]) -> Result<TcpStream, HttpError> {
+    let mut last = HttpError::ConnectionRefused;
+    for addr in addresses {
+        match tokio::time::timeout(target.timeouts.connect, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Ok(Err(e)) => last = HttpError::Connect(e),
+            Err(_) => last = HttpError::ConnectionTimeout,
+        }
+    }
+    Err(last)
+}

@@ -1,0 +1,100 @@
+//! The only network path a plugin has: `wasi:http/outgoing-handler`.
+//!
+//! wasmtime-wasi-http is built without its default sender, so the crate does
+//! not compile unless this hook decides every request. Each request's final
+//! URI is checked against what the plugin declared *and* the operator
+//! granted; the host then resolves the name itself, checks every address,
+//! and connects only to addresses that passed (no DNS rebinding window).
+//! Redirects are never followed here: a plugin that follows one makes a new
+//! request, which is checked again.
+
+mod body;
+mod connect;
+
+use crate::tls::TlsPolicy;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+use wcp_core::capabilities::Effective;
+use wcp_core::destination::Scheme;
+
+/// What one plugin's requests are checked against.
+pub struct OutboundHooks {
+    pub plugin: String,
+    pub policy: Arc<Effective>,
+    pub tls: Arc<TlsPolicy>,
+    /// When the plugin call must be over; network timeouts never exceed it.
+    pub deadline: Instant,
+    pub max_response_bytes: u64,
+}
+
+type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+type ResponseFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>;
+
+/// The timeouts of one request, each capped by the call's remaining time.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub between_bytes: Duration,
+}
+
+impl Timeouts {
+    fn new(options: Option<RequestOptions>, deadline: Instant) -> Self {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let pick = |asked: Option<Duration>| asked.map_or(remaining, |d| d.min(remaining));
+        Self {
+            connect: pick(options.and_then(|o| o.connect_timeout)),
+            first_byte: pick(options.and_then(|o| o.first_byte_timeout)),
+            between_bytes: pick(options.and_then(|o| o.between_bytes_timeout)),
+        }
+    }
+}
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: IoFuture,
+    ) -> ResponseFuture {
+        let uri = request.uri().clone();
+        let scheme = match uri.scheme_str() {
+            Some("https") => Scheme::Https,
+            Some("http") => Scheme::Http,
+            _ => return Box::new(async { Err(HttpError::HttpProtocolError) }),
+        };
+        let Some(host) = uri.host().map(str::to_string) else {
+            return Box::new(async { Err(HttpError::HttpRequestUriInvalid) });
+        };
+        let port = uri.port_u16().unwrap_or(scheme.default_port());
+        let destination = format!("{}://{}:{port}", scheme.as_str(), host);
+        if let Err(denial) = self.policy.check_request(scheme, &host, port) {
+            tracing::warn!(
+                plugin = %self.plugin,
+                error.type = denial.error_type(),
+                destination = %destination,
+                "outbound request denied: {}; to allow it the plugin must declare it and the host config must grant it under plugins[name={}].grants.outbound: \"{}://{}{}\"",
+                denial.describe(),
+                self.plugin,
+                scheme.as_str(),
+                host,
+                if port == scheme.default_port() { String::new() } else { format!(":{port}") },
+            );
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        tracing::debug!(plugin = %self.plugin, destination = %destination, "outbound request allowed");
+        let target = connect::Target {
+            plugin: self.plugin.clone(),
+            scheme,
+            host,
+            port,
+            policy: self.policy.clone(),
+            tls: self.tls.clone(),
+            timeouts: Timeouts::new(options, self.deadline),
+            max_response_bytes: self.max_response_bytes,
+        };
+        Box::new(connect::send(target, request))
+    }
+}

@@ -1,0 +1,87 @@
+//! What one plugin call may see and do: the intersection of what the
+//! component declared and what the operator granted, resolved against this
+//! process's environment and the request.
+
+use std::collections::BTreeMap;
+use wcp_core::capabilities::{Declaration, Effective};
+use wcp_core::config::{ConfigSource, PluginConfig};
+use wcp_core::protocol::Request;
+use wcp_core::redact::Redactor;
+
+/// Everything the runtime hands to one plugin instance.
+pub struct Sandbox {
+    /// Config values the plugin declared and the operator set.
+    pub config: BTreeMap<String, String>,
+    /// Environment variables declared, granted and present.
+    pub env: Vec<(String, String)>,
+    /// The service-account token, only if declared and granted.
+    pub token: Option<String>,
+    pub policy: Effective,
+    /// Hides the token and secret config values in anything logged.
+    pub redactor: Redactor,
+}
+
+impl Sandbox {
+    /// Resolves the sandbox of `plugin` for `request`. `env` reads the
+    /// host's environment (the kubelet's plus the provider config's `env`).
+    pub fn resolve(
+        plugin: &PluginConfig,
+        declaration: &Declaration,
+        values: BTreeMap<String, String>,
+        request: &Request,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Self {
+        let name = &plugin.name;
+        let mut redactor = Redactor::default();
+        if let Some(token) = &request.service_account_token {
+            redactor.add(token);
+        }
+        for (key, source) in &plugin.config {
+            if !matches!(source, ConfigSource::Literal(_))
+                && let Some(value) = values.get(key)
+            {
+                redactor.add(value);
+            }
+        }
+        let policy = Effective::new(declaration, &plugin.grant, &values);
+        for problem in &policy.problems {
+            tracing::warn!(plugin = %name, "declared destination unusable: {problem}");
+        }
+        let mut config = BTreeMap::new();
+        for (key, value) in values {
+            if policy.config_keys.contains(&key) {
+                config.insert(key, value);
+            } else {
+                tracing::info!(plugin = %name, key = %key, "config key is set but the plugin does not declare it; not passed to the plugin");
+            }
+        }
+        for name_granted in plugin.grant.env.difference(&declaration.env) {
+            tracing::debug!(plugin = %name, env = %name_granted, "env var granted but not declared; not passed");
+        }
+        let env = policy
+            .env
+            .iter()
+            .filter_map(|var| env(var).map(|value| (var.clone(), value)))
+            .collect();
+        let token = match (&request.service_account_token, policy.service_account_token) {
+            (Some(token), true) => Some(token.clone()),
+            (Some(_), false) => {
+                tracing::debug!(
+                    plugin = %name,
+                    declared = declaration.service_account_token,
+                    granted = plugin.grant.service_account_token,
+                    "service-account token withheld: the plugin must declare it and grants.serviceAccountToken must be true"
+                );
+                None
+            }
+            (None, _) => None,
+        };
+        Self {
+            config,
+            env,
+            token,
+            policy,
+            redactor,
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Outbound TLS: the OS trust store plus an optional operator CA bundle
+//! (private registries and test fixtures), never a bundled root list.
+
+use anyhow::{Context, Result};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+/// The TLS client configuration shared by all of a plugin's requests. Built
+/// on first use: reading the OS store costs milliseconds that a plugin
+/// without HTTPS (or a cache hit) should not pay.
+pub struct TlsPolicy {
+    ca_bundle: Option<PathBuf>,
+    connector: OnceLock<Result<TlsConnector, String>>,
+}
+
+impl TlsPolicy {
+    pub fn new(ca_bundle: Option<PathBuf>) -> Self {
+        Self {
+            ca_bundle,
+            connector: OnceLock::new(),
+        }
+    }
+
+    fn connector(&self) -> std::io::Result<&TlsConnector> {
+        self.connector
+            .get_or_init(|| build(self.ca_bundle.as_deref()).map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| std::io::Error::other(e.clone()))
+    }
+
+    /// Performs the handshake, verifying the certificate for `host`.
+    pub async fn connect(
+        &self,
+        host: &str,
+        stream: TcpStream,
+    ) -> std::io::Result<TlsStream<TcpStream>> {
+        let connector = self.connector()?;
+        let name = host.trim_matches(['[', ']']);
+        let server_name = ServerName::try_from(name.to_string())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        connector.connect(server_name, stream).await
+    }
+}
+
+/// Trusts the OS roots and, if given, every certificate in `ca_bundle`.
+fn build(ca_bundle: Option<&Path>) -> Result<TlsConnector> {
+    {
+        let mut roots = RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            // A broken OS certificate must not break outbound TLS entirely.
+            let _ = roots.add(cert);
+        }
+        if let Some(path) = ca_bundle {
+            let mut added = 0;
+            for cert in CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("cannot read CA bundle {}", path.display()))?
+            {
+                let cert =
+                    cert.with_context(|| format!("invalid PEM in CA bundle {}", path.display()))?;
+                roots.add(cert).with_context(|| {
+                    format!("unusable certificate in CA bundle {}", path.display())
+                })?;
+                added += 1;
+            }
+            anyhow::ensure!(
+                added > 0,
+                "CA bundle {} holds no certificates",
+                path.display()
+            );
+        }
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("cannot configure TLS")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(TlsConnector::from(Arc::new(config)))
+    }
+}

@@ -1,0 +1,9 @@
+//! Test support: a kubelet stand-in that execs the host exactly as the
+//! kubelet does, and a checker that applies the kubelet's strict decoding
+//! rules to what the host printed.
+
+#![allow(dead_code)]
+
+pub mod kubelet;
+pub mod strict;
+pub mod workspace;

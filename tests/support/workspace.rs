@@ -1,0 +1,45 @@
+//! A throwaway directory holding a host config and whatever files a test
+//! points it at.
+
+use std::path::{Path, PathBuf};
+
+/// The host binary under test.
+pub fn host_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_wasm-credential-provider"))
+}
+
+pub struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `contents` to `name` inside the workspace and returns its path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// Writes a host config with the given `plugins:` YAML body.
+    pub fn config(&self, plugins_yaml: &str) -> PathBuf {
+        self.write(
+            "host-config.yaml",
+            format!(
+                "apiVersion: wasm-credential-provider.io/v1alpha1\nkind: CredentialProviderHostConfig\nplugins:\n{plugins_yaml}"
+            ),
+        )
+    }
+}
