@@ -104,10 +104,10 @@ impl Denial {
 
     pub fn describe(&self) -> &'static str {
         match self {
-            Denial::NotDeclared => "the plugin did not declare this destination",
-            Denial::NotGranted => "the operator did not grant this destination",
+            Denial::NotDeclared => "granted but not declared by the plugin",
+            Denial::NotGranted => "declared by the plugin but not granted in the host config",
             Denial::NeitherDeclaredNorGranted => {
-                "the destination is neither declared by the plugin nor granted"
+                "neither declared by the plugin nor granted in the host config"
             }
         }
     }

@@ -26,6 +26,8 @@ struct FileConfig {
     kind: String,
     #[serde(default)]
     tls: FileTls,
+    #[serde(default)]
+    audit_log: Option<PathBuf>,
     plugins: Vec<FilePlugin>,
 }
 
@@ -115,6 +117,8 @@ where
 pub struct HostConfig {
     /// Extra PEM CA certificates trusted for outbound TLS, beside the OS store.
     pub ca_bundle: Option<PathBuf>,
+    /// JSON-lines audit trail of plugin calls and denials (no secrets).
+    pub audit_log: Option<PathBuf>,
     pub plugins: Vec<PluginConfig>,
 }
 
@@ -219,7 +223,14 @@ impl HostConfig {
             }
             plugins.push(plugin);
         }
-        Ok(Self { ca_bundle, plugins })
+        let audit_log = file
+            .audit_log
+            .map(|p| if p.is_absolute() { p } else { base_dir.join(p) });
+        Ok(Self {
+            ca_bundle,
+            audit_log,
+            plugins,
+        })
     }
 
     /// The first plugin whose `matchImages` selects `image`, in config order,

@@ -7,6 +7,7 @@
 //! nothing; every diagnostic goes to stderr; any failure exits non-zero with
 //! one line on stderr.
 
+mod audit;
 mod logging;
 mod manifest;
 mod module;

@@ -36,6 +36,66 @@ const ARTIFACTS: &[Artifact] = &[
         file: "other-world.wasm",
         doc: "`tests/components/other-world`: a `wasi:cli` command, a component of another world.",
     },
+    Artifact {
+        name: "INFINITE_LOOP",
+        workspace: "tests/components",
+        file: "wcp_test_infinite_loop.wasm",
+        doc: "`tests/components/infinite-loop`: hostile, spins forever.",
+    },
+    Artifact {
+        name: "MEMORY_BOMB",
+        workspace: "tests/components",
+        file: "wcp_test_memory_bomb.wasm",
+        doc: "`tests/components/memory-bomb`: hostile, allocates until memory runs out.",
+    },
+    Artifact {
+        name: "DEEP_RECURSION",
+        workspace: "tests/components",
+        file: "wcp_test_deep_recursion.wasm",
+        doc: "`tests/components/deep-recursion`: hostile, recurses until the stack overflows.",
+    },
+    Artifact {
+        name: "TRAP",
+        workspace: "tests/components",
+        file: "wcp_test_trap.wasm",
+        doc: "`tests/components/trap`: hostile, panics (a wasm trap).",
+    },
+    Artifact {
+        name: "OVERSIZED_RESPONSE",
+        workspace: "tests/components",
+        file: "wcp_test_oversized_response.wasm",
+        doc: "`tests/components/oversized-response`: hostile, returns an 8 MiB credential.",
+    },
+    Artifact {
+        name: "HTTP_PROBE",
+        workspace: "tests/components",
+        file: "wcp_test_http_probe.wasm",
+        doc: "`tests/components/http-probe`: hostile, requests config `target`, optionally following one redirect.",
+    },
+    Artifact {
+        name: "UNDECLARED_REQUEST",
+        workspace: "tests/components",
+        file: "wcp_test_undeclared_request.wasm",
+        doc: "`tests/components/undeclared-request`: hostile, requests a URL it did not declare.",
+    },
+    Artifact {
+        name: "ENV_PROBE",
+        workspace: "tests/components",
+        file: "wcp_test_env_probe.wasm",
+        doc: "`tests/components/env-probe`: hostile, looks for environment variables it was not granted.",
+    },
+    Artifact {
+        name: "FS_PROBE",
+        workspace: "tests/components",
+        file: "wcp_test_fs_probe.wasm",
+        doc: "`tests/components/fs-probe`: hostile, tries to read and write files.",
+    },
+    Artifact {
+        name: "SOCKET_PROBE",
+        workspace: "tests/components",
+        file: "wcp_test_socket_probe.wasm",
+        doc: "`tests/components/socket-probe`: hostile, tries raw TCP and name lookup around wasi:http.",
+    },
 ];
 
 /// Other inputs of the components besides their workspaces.

@@ -5,5 +5,6 @@
 #![allow(dead_code)]
 
 pub mod kubelet;
+pub mod server;
 pub mod strict;
 pub mod workspace;

@@ -4,6 +4,7 @@
 
 mod bindings;
 mod engine;
+pub mod events;
 mod guest_log;
 mod outbound;
 mod state;
@@ -45,12 +46,20 @@ pub fn run_plugin(
     request: &Request,
     sandbox: Sandbox,
     tls: TlsPolicy,
+    events: &events::Events,
 ) -> Result<Outcome> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(plugin, module, request, sandbox, tls))
+    runtime.block_on(run_async(
+        plugin,
+        module,
+        request,
+        sandbox,
+        tls,
+        events.clone(),
+    ))
 }
 
 async fn run_async(
@@ -59,9 +68,9 @@ async fn run_async(
     request: &Request,
     sandbox: Sandbox,
     tls: TlsPolicy,
+    events: events::Events,
 ) -> Result<Outcome> {
     let limits = &plugin.limits;
-    let deadline = Instant::now() + limits.timeout;
     let name = plugin.name.as_str();
     let engine = engine::new()?;
     let component = Component::new(&engine, &module.bytes)
@@ -79,6 +88,9 @@ async fn run_async(
         )
     })?;
     let linker = linker(&engine)?;
+    // The budget covers the plugin's own work (instantiate and call, host
+    // I/O included), not the host's compilation of a verified module.
+    let deadline = Instant::now() + limits.timeout;
 
     let Sandbox {
         config,
@@ -111,6 +123,7 @@ async fn run_async(
             tls: Arc::new(tls),
             deadline,
             max_response_bytes: limits.max_http_response_bytes,
+            events,
         },
         limits: StoreLimitsBuilder::new()
             .memory_size(limits.memory_bytes)
@@ -217,6 +230,9 @@ fn describe_failure(
         return match trap {
             Trap::Interrupt => anyhow!(
                 "plugin {name:?} did not answer within its {timeout:?} deadline and was interrupted"
+            ),
+            Trap::MemoryOutOfBounds => anyhow!(
+                "plugin {name:?} trapped: out-of-bounds memory access (also how a runaway recursion that exhausts the plugin's stack ends)"
             ),
             Trap::StackOverflow => {
                 anyhow!("plugin {name:?} overflowed its stack (runaway recursion)")

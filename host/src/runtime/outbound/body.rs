@@ -1,6 +1,7 @@
 //! The response body the plugin reads: capped in size, with a timeout
 //! between frames, so a dripping or endless upstream cannot hold the call.
 
+use crate::runtime::events::{Event, Events};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
@@ -15,11 +16,21 @@ pub struct GuardedBody {
     pub limit: u64,
     pub between_bytes: Duration,
     pub timer: Pin<Box<tokio::time::Sleep>>,
+    events: Events,
+    destination: String,
 }
 
 impl GuardedBody {
-    pub fn new(incoming: hyper::body::Incoming, limit: u64, between_bytes: Duration) -> Self {
+    pub fn new(
+        incoming: hyper::body::Incoming,
+        limit: u64,
+        between_bytes: Duration,
+        events: Events,
+        destination: String,
+    ) -> Self {
         Self {
+            events,
+            destination,
             incoming,
             read: 0,
             limit,
@@ -45,11 +56,15 @@ impl Body for GuardedBody {
                 if let Some(data) = frame.data_ref() {
                     this.read += data.len() as u64;
                     if this.read > this.limit {
-                        tracing::warn!(
-                            error.type = "response_too_large",
-                            limit = this.limit,
-                            "upstream response body exceeds the limit; cut off"
-                        );
+                        this.events.push(Event {
+                            kind: "response_too_large",
+                            destination: this.destination.clone(),
+                            address: None,
+                            detail: format!(
+                                "response body passed the limit of {} bytes (limits.maxHttpResponseBytes); cut off",
+                                this.limit
+                            ),
+                        });
                         return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(
                             this.limit,
                         )))));

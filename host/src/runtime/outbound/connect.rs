@@ -2,6 +2,7 @@
 
 use super::body::GuardedBody;
 use super::{IoFuture, Timeouts};
+use crate::runtime::events::{Event, Events};
 use crate::tls::TlsPolicy;
 use http_body_util::BodyExt;
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +23,9 @@ pub struct Target {
     pub tls: Arc<TlsPolicy>,
     pub timeouts: Timeouts,
     pub max_response_bytes: u64,
+    pub events: Events,
+    /// `scheme://host:port`, for events.
+    pub destination: String,
 }
 
 /// Sends `request` to `target`: resolve, check every address, connect to
@@ -35,7 +39,12 @@ pub async fn send(
     let io: Box<dyn IoStream> = match target.scheme {
         Scheme::Http => Box::new(stream),
         Scheme::Https => Box::new(target.tls.connect(&target.host, stream).await.map_err(|e| {
-            tracing::warn!(plugin = %target.plugin, host = %target.host, error.type = "tls_error", "TLS handshake failed: {e}");
+            target.events.push(Event {
+                kind: "tls_error",
+                destination: target.destination.clone(),
+                address: None,
+                detail: format!("TLS handshake failed: {e}; is the server's CA in the OS store or tls.caBundle?"),
+            });
             HttpError::TlsCertificateError
         })?),
     };
@@ -68,13 +77,23 @@ pub async fn send(
         .and_then(|v| v.parse::<u64>().ok())
         && length > limit
     {
-        tracing::warn!(plugin = %target.plugin, host = %target.host, error.type = "response_too_large", length, limit, "upstream announced a response body over the limit; refused");
+        target.events.push(Event {
+            kind: "response_too_large",
+            destination: target.destination.clone(),
+            address: None,
+            detail: format!(
+                "upstream announced {length} bytes, over the limit of {limit} (limits.maxHttpResponseBytes)"
+            ),
+        });
         conn_task.abort();
         return Err(HttpError::HttpResponseBodySize(Some(limit)));
     }
     let between_bytes = target.timeouts.between_bytes;
-    let response =
-        response.map(|incoming| GuardedBody::new(incoming, limit, between_bytes).boxed_unsync());
+    let events = target.events.clone();
+    let destination = target.destination.clone();
+    let response = response.map(|incoming| {
+        GuardedBody::new(incoming, limit, between_bytes, events, destination).boxed_unsync()
+    });
     let io: IoFuture = Box::new(async move {
         match conn_task.await {
             Ok(Ok(())) => Ok(()),
@@ -112,17 +131,15 @@ async fn resolve(target: &Target) -> Result<Vec<SocketAddr>, HttpError> {
     for addr in candidates {
         match target.policy.check_address(addr.ip()) {
             Ok(()) => allowed.push(addr),
-            Err(range) => tracing::warn!(
-                plugin = %target.plugin,
-                error.type = "destination_ip_prohibited",
-                host = %target.host,
-                address = %addr.ip(),
-                "outbound connection refused: {} resolves to a {range} address; to allow it, grant that IP (\"{}://{}:{}\" under grants.outbound) or a range under grants.allowPrivateNetworks",
-                target.host,
-                target.scheme.as_str(),
-                addr.ip(),
-                target.port,
-            ),
+            Err(range) => target.events.push(Event {
+                kind: "destination_ip_prohibited",
+                destination: target.destination.clone(),
+                address: Some(addr.ip().to_string()),
+                detail: format!(
+                    "{} resolves to a {range} address; allowing it takes a grant naming that IP or a range under grants.allowPrivateNetworks",
+                    target.host
+                ),
+            }),
         }
     }
     if allowed.is_empty() {

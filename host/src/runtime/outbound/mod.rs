@@ -11,6 +11,7 @@
 mod body;
 mod connect;
 
+use super::events::{Event, Events};
 use crate::tls::TlsPolicy;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +27,7 @@ pub struct OutboundHooks {
     /// When the plugin call must be over; network timeouts never exceed it.
     pub deadline: Instant,
     pub max_response_bytes: u64,
+    pub events: Events,
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
@@ -71,17 +73,26 @@ impl WasiHttpHooks for OutboundHooks {
         let port = uri.port_u16().unwrap_or(scheme.default_port());
         let destination = format!("{}://{}:{port}", scheme.as_str(), host);
         if let Err(denial) = self.policy.check_request(scheme, &host, port) {
-            tracing::warn!(
-                plugin = %self.plugin,
-                error.type = denial.error_type(),
-                destination = %destination,
-                "outbound request denied: {}; to allow it the plugin must declare it and the host config must grant it under plugins[name={}].grants.outbound: \"{}://{}{}\"",
-                denial.describe(),
-                self.plugin,
+            let entry = format!(
+                "{}://{}{}",
                 scheme.as_str(),
                 host,
-                if port == scheme.default_port() { String::new() } else { format!(":{port}") },
+                if port == scheme.default_port() {
+                    String::new()
+                } else {
+                    format!(":{port}")
+                }
             );
+            self.events.push(Event {
+                kind: denial.error_type(),
+                destination: destination.clone(),
+                address: None,
+                detail: format!(
+                    "{}; allowing it takes both the plugin's declaration and \"{entry}\" under grants.outbound of plugin {:?}",
+                    denial.describe(),
+                    self.plugin
+                ),
+            });
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         tracing::debug!(plugin = %self.plugin, destination = %destination, "outbound request allowed");
@@ -94,6 +105,8 @@ impl WasiHttpHooks for OutboundHooks {
             tls: self.tls.clone(),
             timeouts: Timeouts::new(options, self.deadline),
             max_response_bytes: self.max_response_bytes,
+            events: self.events.clone(),
+            destination,
         };
         Box::new(connect::send(target, request))
     }

@@ -1,0 +1,71 @@
+//! Security events raised while a plugin runs (denied destinations,
+//! prohibited addresses, oversized responses, TLS failures). They go to the
+//! audit log, and they explain a failure in the one stderr line the kubelet
+//! shows.
+
+use std::sync::{Arc, Mutex};
+
+/// One denial or cut-off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// `destination_not_allowed`, `destination_ip_prohibited`,
+    /// `response_too_large`, `tls_error`.
+    pub kind: &'static str,
+    /// `scheme://host:port` the plugin asked for.
+    pub destination: String,
+    /// The resolved address, for address-level denials.
+    pub address: Option<String>,
+    /// Why, and what config line would allow it (never a secret).
+    pub detail: String,
+}
+
+/// Shared between the outbound hooks and the runtime.
+#[derive(Clone, Default)]
+pub struct Events(Arc<Mutex<Vec<Event>>>);
+
+impl Events {
+    pub fn push(&self, event: Event) {
+        tracing::info!(
+            error.type = event.kind,
+            destination = %event.destination,
+            address = event.address.as_deref().unwrap_or(""),
+            "{}",
+            event.detail
+        );
+        if let Ok(mut events) = self.0.lock() {
+            events.push(event);
+        }
+    }
+
+    pub fn take(&self) -> Vec<Event> {
+        self.0
+            .lock()
+            .map(|mut e| std::mem::take(&mut *e))
+            .unwrap_or_default()
+    }
+}
+
+/// The events as one clause for the failure line: `host denied: ...`.
+pub fn summary(events: &[Event]) -> Option<String> {
+    if events.is_empty() {
+        return None;
+    }
+    let mut parts: Vec<String> = Vec::new();
+    for e in events {
+        let part = match &e.address {
+            Some(addr) => format!("{} {} ({addr}): {}", e.kind, e.destination, e.detail),
+            None => format!("{} {}: {}", e.kind, e.destination, e.detail),
+        };
+        if !parts.contains(&part) {
+            parts.push(part);
+        }
+    }
+    let more = parts.len().saturating_sub(3);
+    parts.truncate(3);
+    let mut text = format!("[host: {}", parts.join("; "));
+    if more > 0 {
+        text.push_str(&format!("; and {more} more"));
+    }
+    text.push(']');
+    Some(text)
+}

@@ -1,0 +1,324 @@
+//! The capability sandbox against hostile components: each scenario must
+//! end in a non-zero exit, one clear stderr line and empty stdout, within the
+//! plugin's deadline plus a small margin; denials are recorded in the audit
+//! log; forbidden servers see zero connections.
+
+mod support;
+
+use std::time::Duration;
+use support::kubelet::{Exec, Provider, RequestSpec, V1};
+use support::server::{Reply, TestCa, TestServer};
+use support::workspace::{Workspace, host_binary};
+use wcp_test_artifacts as artifacts;
+
+/// The deadline the scenarios run under, and the slack allowed past it.
+const DEADLINE: Duration = Duration::from_secs(2);
+const MARGIN: Duration = Duration::from_millis(1500);
+
+struct Scenario {
+    ws: Workspace,
+}
+
+impl Scenario {
+    fn new() -> Self {
+        Self {
+            ws: Workspace::new(),
+        }
+    }
+
+    /// Runs `module` with the given extra plugin YAML (grants, config).
+    fn run(&self, module: &str, extra: &str) -> Exec {
+        let audit = self.ws.path().join("audit.jsonl");
+        let config = self.ws.write(
+            "host-config.yaml",
+            format!(
+                "apiVersion: wasm-credential-provider.io/v1alpha1\nkind: CredentialProviderHostConfig\nauditLog: {}\nplugins:\n  - name: hostile\n    module: {module}\n    matchImages: [\"*.registry.io\"]\n    limits:\n      timeout: {}s\n      memoryMiB: 32\n      maxHttpResponseBytes: 1048576\n{extra}",
+                audit.display(),
+                DEADLINE.as_secs()
+            ),
+        );
+        let exec = Provider::new(host_binary(), &config)
+            .env("AWS_SECRET_ACCESS_KEY", "node-secret-must-not-leak")
+            .env("GRANTED_AND_DECLARED", "visible")
+            .exec(&RequestSpec::new(V1, "team.registry.io/app"));
+        assert!(
+            exec.elapsed < DEADLINE + MARGIN,
+            "took {:?}, deadline {DEADLINE:?}: {exec:#?}",
+            exec.elapsed
+        );
+        exec
+    }
+
+    fn audit(&self) -> Vec<serde_json::Value> {
+        let path = self.ws.path().join("audit.jsonl");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
+            .collect()
+    }
+
+    fn audit_has(&self, event: &str) -> serde_json::Value {
+        let events = self.audit();
+        events
+            .iter()
+            .find(|e| e["event"] == event)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {event} in audit log: {events:#?}"))
+    }
+}
+
+fn report(name: &str, exec: &Exec, line: &str) {
+    // Measured figures for the issue note: run with --nocapture to see them.
+    println!("SCENARIO {name}: {:?} :: {line}", exec.elapsed);
+}
+
+#[test]
+fn infinite_loop_is_interrupted_at_the_deadline() {
+    let s = Scenario::new();
+    let exec = s.run(artifacts::INFINITE_LOOP, "");
+    let line = exec.assert_clean_failure("did not answer within its 2s deadline");
+    assert!(exec.elapsed >= DEADLINE);
+    report("infinite loop", &exec, &line);
+}
+
+#[test]
+fn memory_bomb_hits_the_memory_limit() {
+    let s = Scenario::new();
+    let exec = s.run(artifacts::MEMORY_BOMB, "");
+    let line = exec.assert_clean_failure("exceeded its memory limit of 32 MiB");
+    report("memory bomb", &exec, &line);
+}
+
+#[test]
+fn deep_recursion_overflows_cleanly() {
+    let s = Scenario::new();
+    let exec = s.run(artifacts::DEEP_RECURSION, "");
+    // A Rust guest keeps its stack in linear memory: overflowing it is an
+    // out-of-bounds access, unless wasm's own call stack overflows first.
+    let line = exec.assert_clean_failure("trapped");
+    assert!(
+        line.contains("runaway recursion") || line.contains("overflowed its stack"),
+        "{line}"
+    );
+    report("deep recursion", &exec, &line);
+}
+
+#[test]
+fn panic_is_a_clean_trap() {
+    let s = Scenario::new();
+    let exec = s.run(artifacts::TRAP, "");
+    let line = exec.assert_clean_failure("trapped");
+    report("panic/trap", &exec, &line);
+}
+
+#[test]
+fn oversized_response_is_refused() {
+    let s = Scenario::new();
+    let exec = s.run(artifacts::OVERSIZED_RESPONSE, "");
+    let line = exec.assert_clean_failure("more than the limit");
+    report("oversized response", &exec, &line);
+}
+
+#[test]
+fn undeclared_destination_is_denied_even_when_granted() {
+    let s = Scenario::new();
+    let server = TestServer::http(|_| Reply::text(200, "loot"));
+    let exec = s.run(
+        artifacts::UNDECLARED_REQUEST,
+        &format!(
+            "    config: {{target: \"{}\"}}\n    grants:\n      outbound: [\"http://{}\"]\n",
+            server.url("/"),
+            server.addr
+        ),
+    );
+    let line = exec.assert_clean_failure("not declared");
+    assert_eq!(server.connections(), 0);
+    let event = s.audit_has("destination_not_allowed");
+    assert_eq!(event["plugin"], "hostile");
+    report("undeclared host", &exec, &line);
+}
+
+#[test]
+fn declared_but_not_granted_destination_is_denied() {
+    let s = Scenario::new();
+    let server = TestServer::http(|_| Reply::text(200, "loot"));
+    let exec = s.run(
+        artifacts::HTTP_PROBE,
+        &format!("    config: {{target: \"{}\"}}\n", server.url("/")),
+    );
+    let line = exec.assert_clean_failure("not granted");
+    assert!(line.contains(&format!("http://{}", server.addr)), "{line}");
+    assert_eq!(server.connections(), 0);
+    s.audit_has("destination_not_allowed");
+    report("declared, not granted", &exec, &line);
+}
+
+#[test]
+fn metadata_ip_is_denied() {
+    let s = Scenario::new();
+    let exec = s.run(
+        artifacts::HTTP_PROBE,
+        "    config: {target: \"http://169.254.169.254/latest/meta-data/iam/security-credentials/\"}\n    grants:\n      outbound: [\"http://*.amazonaws.com\"]\n",
+    );
+    let line = exec.assert_clean_failure("169.254.169.254");
+    s.audit_has("destination_not_allowed");
+    report("metadata IP", &exec, &line);
+}
+
+#[test]
+fn name_resolving_to_loopback_is_refused_after_dns() {
+    let s = Scenario::new();
+    let server = TestServer::http(|_| Reply::text(200, "loot"));
+    let exec = s.run(
+        artifacts::HTTP_PROBE,
+        &format!(
+            "    config: {{target: \"{}\"}}\n    grants:\n      outbound: [\"http://localhost:{}\"]\n",
+            server.localhost_url("/"),
+            server.addr.port()
+        ),
+    );
+    let line = exec.assert_clean_failure("destination_ip_prohibited");
+    assert!(line.contains("loopback"), "{line}");
+    assert_eq!(server.connections(), 0);
+    let event = s.audit_has("destination_ip_prohibited");
+    assert!(event["address"].as_str().unwrap().contains("127.0.0.1") || event["address"] == "::1");
+    report("name resolving to 127.0.0.1", &exec, &line);
+}
+
+#[test]
+fn redirect_to_a_disallowed_host_is_not_followed() {
+    let s = Scenario::new();
+    let forbidden = TestServer::http(|_| Reply::text(200, "loot"));
+    let location = forbidden.url("/loot");
+    let allowed = TestServer::http(move |_| Reply::Redirect(location.clone()));
+    let exec = s.run(
+        artifacts::HTTP_PROBE,
+        &format!(
+            "    config: {{target: \"{}\", followRedirect: \"true\"}}\n    grants:\n      outbound: [\"http://{}\"]\n",
+            allowed.url("/start"),
+            allowed.addr
+        ),
+    );
+    let line = exec.assert_clean_failure("redirected request failed");
+    assert_eq!(allowed.connections(), 1);
+    assert_eq!(forbidden.connections(), 0);
+    s.audit_has("destination_not_allowed");
+    report("redirect to disallowed host", &exec, &line);
+}
+
+#[test]
+fn env_probe_sees_only_declared_and_granted_names() {
+    let s = Scenario::new();
+    let exec = s.run(
+        artifacts::ENV_PROBE,
+        "    grants:\n      env: [GRANTED_AND_DECLARED, AWS_SECRET_ACCESS_KEY]\n",
+    );
+    let line = exec.assert_clean_failure("no ungranted variables (GRANTED_AND_DECLARED=visible)");
+    assert!(!exec.stderr.contains("node-secret-must-not-leak"));
+    report("env probe", &exec, &line);
+}
+
+#[test]
+fn fs_probe_finds_no_files() {
+    let s = Scenario::new();
+    let exec = s.run(artifacts::FS_PROBE, "");
+    let line = exec.assert_clean_failure("every file access was refused");
+    assert!(!std::path::Path::new("/tmp/wcp-fs-probe").exists());
+    report("filesystem probe", &exec, &line);
+}
+
+#[test]
+fn socket_probe_cannot_connect() {
+    let s = Scenario::new();
+    let server = TestServer::http(|_| Reply::text(200, "loot"));
+    let exec = s.run(
+        artifacts::SOCKET_PROBE,
+        &format!("    config: {{target: \"{}\"}}\n", server.addr),
+    );
+    let line = exec.assert_clean_failure("sockets and name lookup were refused");
+    assert_eq!(server.connections(), 0);
+    report("socket probe", &exec, &line);
+}
+
+#[test]
+fn dripping_upstream_is_cut_at_the_deadline() {
+    let s = Scenario::new();
+    let server = TestServer::http(|_| Reply::Drip {
+        chunk: b"x".to_vec(),
+        interval: Duration::from_millis(100),
+    });
+    let exec = s.run(
+        artifacts::HTTP_PROBE,
+        &format!(
+            "    config: {{target: \"{}\"}}\n    grants:\n      outbound: [\"http://{}\"]\n",
+            server.url("/drip"),
+            server.addr
+        ),
+    );
+    let line = exec.assert_clean_failure("deadline");
+    assert_eq!(server.connections(), 1);
+    report("slow drip upstream", &exec, &line);
+}
+
+#[test]
+fn huge_body_is_cut_off() {
+    for announce_length in [false, true] {
+        let s = Scenario::new();
+        let server = TestServer::http(move |_| Reply::Huge {
+            bytes: 100 << 20,
+            announce_length,
+        });
+        let exec = s.run(
+            artifacts::HTTP_PROBE,
+            &format!(
+                "    config: {{target: \"{}\"}}\n    grants:\n      outbound: [\"http://{}\"]\n",
+                server.url("/huge"),
+                server.addr
+            ),
+        );
+        let line = exec.assert_clean_failure("response_too_large");
+        s.audit_has("response_too_large");
+        report(
+            &format!("100 MiB body (content-length announced: {announce_length})"),
+            &exec,
+            &line,
+        );
+    }
+}
+
+#[test]
+fn granted_https_destination_works_with_operator_ca() {
+    let s = Scenario::new();
+    let ca = TestCa::new();
+    let bundle = ca.write_bundle(s.ws.path());
+    let server = TestServer::https(&ca, |seen| {
+        Reply::text(200, &format!("hello {}", seen.path))
+    });
+    let config = s.ws.write(
+        "host-config.yaml",
+        format!(
+            "apiVersion: wasm-credential-provider.io/v1alpha1\nkind: CredentialProviderHostConfig\ntls:\n  caBundle: {}\nplugins:\n  - name: probe\n    module: {}\n    matchImages: [\"*.registry.io\"]\n    config: {{target: \"{}\"}}\n    grants:\n      outbound: [\"https://{}\"]\n",
+            bundle.display(),
+            artifacts::HTTP_PROBE,
+            server.url("/token"),
+            server.addr
+        ),
+    );
+    let exec = Provider::new(host_binary(), &config).exec(&RequestSpec::new(V1, "a.registry.io/x"));
+    assert!(exec.success, "{exec:#?}");
+    let resp = support::strict::decode(&exec.stdout, V1).unwrap();
+    assert_eq!(resp.auth["a.registry.io"].password, "hello /token");
+    assert_eq!(server.seen().len(), 1);
+
+    // Without the CA the certificate is not trusted.
+    let untrusted = s.ws.write(
+        "untrusted.yaml",
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(&format!("tls:\n  caBundle: {}\n", bundle.display()), ""),
+    );
+    Provider::new(host_binary(), &untrusted)
+        .exec(&RequestSpec::new(V1, "a.registry.io/x"))
+        .assert_clean_failure("tls");
+}
