@@ -8,6 +8,8 @@
 //! one line on stderr.
 
 mod audit;
+mod imports;
+mod inspect;
 mod logging;
 mod manifest;
 mod module;
@@ -24,18 +26,49 @@ use std::process::ExitCode;
 #[command(
     name = "wasm-credential-provider",
     version,
-    about = "Kubelet image credential provider that runs vendor logic as sandboxed WebAssembly components"
+    about = "Kubelet image credential provider that runs vendor logic as sandboxed WebAssembly components",
+    subcommand_negates_reqs = true
 )]
 struct Cli {
-    /// Host config (YAML, kind CredentialProviderHostConfig).
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    /// Host config (YAML, kind CredentialProviderHostConfig). With no
+    /// subcommand: serve one kubelet request from stdin.
+    #[arg(long, value_name = "FILE", required = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Show what a component is, what it declares and imports, and (with
+    /// --config) what it was granted and where the two differ. Does not run it.
+    Inspect {
+        /// The plugin's .wasm file.
+        wasm: PathBuf,
+        /// A host config whose plugins use this file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        output: inspect::Output,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init();
-    match serve::serve(&cli.config) {
+    let result = match (cli.command, cli.config) {
+        (
+            Some(Command::Inspect {
+                wasm,
+                config,
+                output,
+            }),
+            _,
+        ) => inspect::run(&wasm, config.as_deref(), output),
+        (None, Some(config)) => serve::serve(&config),
+        (None, None) => unreachable!("clap requires --config without a subcommand"),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             logging::report_failure(&err);

@@ -87,6 +87,14 @@ async fn run_async(
             plugin.module.display()
         )
     })?;
+    for (import, _) in component.component_type().imports(&engine) {
+        if crate::imports::classify(import).is_none() {
+            bail!(
+                "plugin {name:?}: module {} imports {import}, which this host never gives a provider",
+                plugin.module.display()
+            );
+        }
+    }
     let linker = linker(&engine)?;
     // The budget covers the plugin's own work (instantiate and call, host
     // I/O included), not the host's compilation of a verified module.

@@ -1,0 +1,313 @@
+//! `inspect`: what a component is and asks for, for security review,
+//! without instantiating or compiling it; with a host config, also what it
+//! was granted and where the two differ.
+
+use crate::imports::{self, Class};
+use crate::{manifest, module};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::path::Path;
+use wasmparser::{Parser, Payload};
+use wcp_core::capabilities::{Declaration, DeclaredDestination};
+use wcp_core::config::{HostConfig, PluginConfig};
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    file: String,
+    size: u64,
+    sha256: String,
+    /// `wcp:credential-provider` version the component targets, if any.
+    provider_api: Option<String>,
+    exports: Vec<String>,
+    imports: Vec<ImportReport>,
+    declared: DeclaredReport,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    plugins: Vec<GrantReport>,
+}
+
+#[derive(Serialize)]
+struct ImportReport {
+    name: String,
+    class: Option<Class>,
+    why: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeclaredReport {
+    outbound: Vec<String>,
+    config: Vec<String>,
+    env: Vec<String>,
+    service_account_token: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GrantReport {
+    plugin: String,
+    sha256_pinned: Option<bool>,
+    granted: DeclaredReport,
+    allow_private_networks: Vec<String>,
+    declared_not_granted: Vec<String>,
+    granted_not_declared: Vec<String>,
+}
+
+/// Output format.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// Prints the report for `wasm` (and the plugins of `config` that use it).
+pub fn run(wasm: &Path, config: Option<&Path>, output: Output) -> Result<()> {
+    let bytes = std::fs::read(wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+    anyhow::ensure!(
+        bytes.len() as u64 <= module::MAX_MODULE_BYTES,
+        "{} is larger than {} bytes",
+        wasm.display(),
+        module::MAX_MODULE_BYTES
+    );
+    anyhow::ensure!(
+        Parser::is_component(&bytes),
+        "{} is not a WebAssembly component",
+        wasm.display()
+    );
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let (imports, exports) = top_level_names(&bytes)?;
+    let declaration = manifest::declaration(&bytes)?;
+    let provider_api = exports
+        .iter()
+        .find_map(|e| e.strip_prefix("wcp:credential-provider/provider@"))
+        .map(str::to_string);
+    let mut plugins = Vec::new();
+    if let Some(config) = config {
+        let host = HostConfig::load(config)?;
+        let canonical = wasm.canonicalize().ok();
+        for plugin in &host.plugins {
+            if plugin.module.canonicalize().ok() == canonical {
+                plugins.push(grant_report(plugin, &declaration, &sha256));
+            }
+        }
+        anyhow::ensure!(
+            !plugins.is_empty(),
+            "no plugin in {} uses {}",
+            config.display(),
+            wasm.display()
+        );
+    }
+    let report = Report {
+        file: wasm.display().to_string(),
+        size: bytes.len() as u64,
+        sha256,
+        provider_api,
+        exports,
+        imports: imports
+            .into_iter()
+            .map(|name| {
+                let class = imports::classify(&name);
+                ImportReport {
+                    why: class.map_or(
+                        "not provided by this host: the component will be refused",
+                        |c| c.1,
+                    ),
+                    class: class.map(|c| c.0),
+                    name,
+                }
+            })
+            .collect(),
+        declared: declared_report(&declaration),
+        plugins,
+    };
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Table => print_table(&report),
+    }
+    Ok(())
+}
+
+fn declared_report(d: &Declaration) -> DeclaredReport {
+    DeclaredReport {
+        outbound: d
+            .outbound
+            .iter()
+            .map(|o| match o {
+                DeclaredDestination::Fixed(dest) => dest.to_string(),
+                DeclaredDestination::FromConfig(key) => format!("config:{key}"),
+            })
+            .collect(),
+        config: d.config.iter().cloned().collect(),
+        env: d.env.iter().cloned().collect(),
+        service_account_token: d.service_account_token,
+    }
+}
+
+fn grant_report(plugin: &PluginConfig, declaration: &Declaration, sha256: &str) -> GrantReport {
+    let grant = &plugin.grant;
+    let mut declared_not_granted = Vec::new();
+    let mut granted_not_declared = Vec::new();
+    for entry in &declaration.outbound {
+        match entry {
+            DeclaredDestination::Fixed(d) => {
+                if !grant
+                    .outbound
+                    .iter()
+                    .any(|g| g.to_string() == d.to_string())
+                {
+                    declared_not_granted.push(format!("outbound {d}"));
+                }
+            }
+            DeclaredDestination::FromConfig(key) => {
+                if !plugin.config.contains_key(key) {
+                    declared_not_granted
+                        .push(format!("outbound config:{key} (config key not set)"));
+                }
+            }
+        }
+    }
+    for g in &grant.outbound {
+        let covered = declaration.outbound.iter().any(|d| match d {
+            DeclaredDestination::Fixed(d) => d.to_string() == g.to_string(),
+            DeclaredDestination::FromConfig(key) => plugin.config.contains_key(key),
+        });
+        if !covered {
+            granted_not_declared.push(format!("outbound {g}"));
+        }
+    }
+    for var in declaration.env.difference(&grant.env) {
+        declared_not_granted.push(format!("env {var}"));
+    }
+    for var in grant.env.difference(&declaration.env) {
+        granted_not_declared.push(format!("env {var}"));
+    }
+    match (
+        declaration.service_account_token,
+        grant.service_account_token,
+    ) {
+        (true, false) => declared_not_granted.push("serviceAccountToken".into()),
+        (false, true) => granted_not_declared.push("serviceAccountToken".into()),
+        _ => {}
+    }
+    let set: BTreeSet<&String> = plugin.config.keys().collect();
+    for key in &declaration.config {
+        if !set.contains(key) {
+            declared_not_granted.push(format!("config {key} (not set)"));
+        }
+    }
+    for key in set {
+        if !declaration.config.contains(key) {
+            granted_not_declared.push(format!("config {key} (set, withheld)"));
+        }
+    }
+    GrantReport {
+        plugin: plugin.name.clone(),
+        sha256_pinned: plugin.sha256.as_ref().map(|pin| pin == sha256),
+        granted: DeclaredReport {
+            outbound: grant.outbound.iter().map(|d| d.to_string()).collect(),
+            config: plugin.config.keys().cloned().collect(),
+            env: grant.env.iter().cloned().collect(),
+            service_account_token: grant.service_account_token,
+        },
+        allow_private_networks: grant
+            .allow_private_networks
+            .iter()
+            .map(|c| c.to_string())
+            .collect(),
+        declared_not_granted,
+        granted_not_declared,
+    }
+}
+
+/// The component's own imports and exports (not those of nested modules).
+fn top_level_names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>)> {
+    let mut depth = 0usize;
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.context("cannot parse the component")? {
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 1 => {
+                for import in reader {
+                    imports.push(import?.name.name.to_string());
+                }
+            }
+            Payload::ComponentExportSection(reader) if depth == 1 => {
+                for export in reader {
+                    exports.push(export?.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((imports, exports))
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "(none)".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn print_table(r: &Report) {
+    println!("component       {}", r.file);
+    println!("size            {} bytes", r.size);
+    println!("sha256          {}", r.sha256);
+    println!(
+        "provider API    {}",
+        r.provider_api.as_deref().map_or(
+            "none: not a wcp:credential-provider component".to_string(),
+            |v| format!("wcp:credential-provider@{v}")
+        )
+    );
+    println!("exports         {}", list(&r.exports));
+    println!();
+    println!("DECLARED (by the component)");
+    println!("  outbound              {}", list(&r.declared.outbound));
+    println!("  config keys           {}", list(&r.declared.config));
+    println!("  env                   {}", list(&r.declared.env));
+    println!(
+        "  serviceAccountToken   {}",
+        r.declared.service_account_token
+    );
+    println!();
+    println!("IMPORTS");
+    let width = r.imports.iter().map(|i| i.name.len()).max().unwrap_or(0);
+    for i in &r.imports {
+        let class = match i.class {
+            Some(Class::Gated) => "gated",
+            Some(Class::Harmless) => "harmless",
+            None => "REFUSED",
+        };
+        println!("  {:width$}  {class:8}  {}", i.name, i.why);
+    }
+    for p in &r.plugins {
+        println!();
+        println!("GRANTED to plugin {:?}", p.plugin);
+        println!(
+            "  sha256 pin            {}",
+            match p.sha256_pinned {
+                None => "none (any module at this path runs)",
+                Some(true) => "matches",
+                Some(false) => "MISMATCH: the host will refuse to run it",
+            }
+        );
+        println!("  outbound              {}", list(&p.granted.outbound));
+        println!(
+            "  allowPrivateNetworks  {}",
+            list(&p.allow_private_networks)
+        );
+        println!("  config keys set       {}", list(&p.granted.config));
+        println!("  env                   {}", list(&p.granted.env));
+        println!(
+            "  serviceAccountToken   {}",
+            p.granted.service_account_token
+        );
+        println!("  declared, not granted {}", list(&p.declared_not_granted));
+        println!("  granted, not declared {}", list(&p.granted_not_declared));
+    }
+}
