@@ -28,12 +28,11 @@ impl Scenario {
 
     /// Runs `module` with the given extra plugin YAML (grants, config).
     fn run(&self, module: &str, extra: &str) -> Exec {
-        let audit = self.ws.path().join("audit.jsonl");
         let config = self.ws.write(
             "host-config.yaml",
             format!(
-                "apiVersion: wasm-credential-provider.io/v1alpha1\nkind: CredentialProviderHostConfig\nauditLog: {}\nplugins:\n  - name: hostile\n    module: {module}\n    matchImages: [\"*.registry.io\"]\n    limits:\n      timeout: {}s\n      memoryMiB: 32\n      maxHttpResponseBytes: 1048576\n{extra}",
-                audit.display(),
+                "{}plugins:\n  - name: hostile\n    module: {module}\n    matchImages: [\"*.registry.io\"]\n    limits:\n      timeout: {}s\n      memoryMiB: 32\n      maxHttpResponseBytes: 1048576\n{extra}",
+                self.ws.header(),
                 DEADLINE.as_secs()
             ),
         );
@@ -298,7 +297,8 @@ fn granted_https_destination_works_with_operator_ca() {
     let config = s.ws.write(
         "host-config.yaml",
         format!(
-            "apiVersion: wasm-credential-provider.io/v1alpha1\nkind: CredentialProviderHostConfig\ntls:\n  caBundle: {}\nplugins:\n  - name: probe\n    module: {}\n    matchImages: [\"*.registry.io\"]\n    config: {{target: \"{}\"}}\n    grants:\n      outbound: [\"https://{}\"]\n",
+            "{}tls:\n  caBundle: {}\nplugins:\n  - name: probe\n    module: {}\n    matchImages: [\"*.registry.io\"]\n    config: {{target: \"{}\"}}\n    grants:\n      outbound: [\"https://{}\"]\n    cache: {{defaultDuration: 0s}}\n",
+            s.ws.header(),
             bundle.display(),
             artifacts::HTTP_PROBE,
             server.url("/token"),

@@ -12,9 +12,6 @@ pub const MAX_AUTH_ENTRIES: usize = 64;
 /// Most bytes of keys, usernames and passwords one answer may carry; an ECR
 /// token is about 2 KiB, so this only stops runaway or hostile plugins.
 pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
-/// How long before the reported expiry the kubelet should stop using a
-/// credential, so that a pull started just before expiry still succeeds.
-pub const EXPIRY_SAFETY_MARGIN_SECS: u64 = 60;
 
 /// One credential as a provider returned it.
 #[derive(Clone, PartialEq, Eq)]
@@ -34,9 +31,10 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// Builds the response for `api_version` at wall-clock time `now`
-    /// (Unix seconds). Rejects answers the kubelet would misread.
-    pub fn into_response(self, api_version: ApiVersion, now: u64) -> Result<Response> {
+    /// Validates the answer and turns it into the kubelet's `auth` map.
+    /// Rejects answers the kubelet would misread or that no real provider
+    /// produces (too many or too large entries, duplicate or empty keys).
+    pub fn into_auth(self) -> Result<BTreeMap<String, AuthConfig>> {
         if self.auth.len() > MAX_AUTH_ENTRIES {
             bail!(
                 "plugin returned {} auth entries, more than the limit of {MAX_AUTH_ENTRIES}",
@@ -69,17 +67,23 @@ impl Answer {
                 },
             );
         }
-        let cache_duration = self.expires_at.map(|expires_at| {
-            let usable_until = expires_at.saturating_sub(EXPIRY_SAFETY_MARGIN_SECS);
-            format_go_seconds(usable_until.saturating_sub(now))
-        });
-        Ok(Response::new(
-            api_version,
-            self.cache_key_type,
-            cache_duration,
-            auth,
-        ))
+        Ok(auth)
     }
+}
+
+/// The response for an answer valid for `duration_secs` more seconds.
+pub fn response(
+    api_version: ApiVersion,
+    cache_key_type: CacheKeyType,
+    duration_secs: u64,
+    auth: BTreeMap<String, AuthConfig>,
+) -> Response {
+    Response::new(
+        api_version,
+        cache_key_type,
+        Some(format_go_seconds(duration_secs)),
+        auth,
+    )
 }
 
 #[cfg(test)]
@@ -95,43 +99,17 @@ mod tests {
     }
 
     #[test]
-    fn expiry_becomes_remaining_lifetime_minus_margin() {
-        let answer = Answer {
+    fn response_carries_the_duration() {
+        let auth = Answer {
             auth: vec![entry("registry.io")],
             cache_key_type: CacheKeyType::Registry,
-            expires_at: Some(1_000_000 + 3600),
-        };
-        let resp = answer.into_response(ApiVersion::V1, 1_000_000).unwrap();
-        assert_eq!(resp.cache_duration.as_deref(), Some("59m0s"));
-    }
-
-    #[test]
-    fn expired_or_nearly_expired_is_not_cached() {
-        for expires_at in [0, 999_990, 1_000_030] {
-            let answer = Answer {
-                auth: vec![entry("registry.io")],
-                cache_key_type: CacheKeyType::Image,
-                expires_at: Some(expires_at),
-            };
-            let resp = answer.into_response(ApiVersion::V1, 1_000_000).unwrap();
-            assert_eq!(resp.cache_duration.as_deref(), Some("0s"));
-        }
-    }
-
-    #[test]
-    fn unknown_expiry_leaves_duration_to_kubelet_default() {
-        let answer = Answer {
-            auth: vec![entry("registry.io")],
-            cache_key_type: CacheKeyType::Global,
             expires_at: None,
-        };
-        assert_eq!(
-            answer
-                .into_response(ApiVersion::V1, 0)
-                .unwrap()
-                .cache_duration,
-            None
-        );
+        }
+        .into_auth()
+        .unwrap();
+        let resp = response(ApiVersion::V1, CacheKeyType::Registry, 3540, auth);
+        assert_eq!(resp.cache_duration.as_deref(), Some("59m0s"));
+        assert_eq!(resp.auth["registry.io"].username, "u");
     }
 
     #[test]
@@ -141,12 +119,7 @@ mod tests {
             cache_key_type: CacheKeyType::Image,
             expires_at: None,
         };
-        assert!(
-            dup.into_response(ApiVersion::V1, 0)
-                .unwrap_err()
-                .to_string()
-                .contains("twice")
-        );
+        assert!(dup.into_auth().unwrap_err().to_string().contains("twice"));
         let many = Answer {
             auth: (0..=MAX_AUTH_ENTRIES)
                 .map(|i| entry(&format!("r{i}.io")))
@@ -154,7 +127,7 @@ mod tests {
             cache_key_type: CacheKeyType::Image,
             expires_at: None,
         };
-        assert!(many.into_response(ApiVersion::V1, 0).is_err());
+        assert!(many.into_auth().is_err());
         let big = Answer {
             auth: vec![AuthEntry {
                 match_key: "r.io".into(),
@@ -165,7 +138,7 @@ mod tests {
             expires_at: None,
         };
         assert!(
-            big.into_response(ApiVersion::V1, 0)
+            big.into_auth()
                 .unwrap_err()
                 .to_string()
                 .contains("bytes of credentials")
@@ -175,6 +148,6 @@ mod tests {
             cache_key_type: CacheKeyType::Image,
             expires_at: None,
         };
-        assert!(empty_key.into_response(ApiVersion::V1, 0).is_err());
+        assert!(empty_key.into_auth().is_err());
     }
 }

@@ -3,6 +3,8 @@
 //! error that names its line, because a typo in a security setting must not
 //! be silently ignored.
 
+use crate::cache_key::TokenCacheType;
+use crate::cache_policy::CachePolicy;
 use crate::capabilities::{Grant, parse_grant};
 use crate::duration::parse_go_duration;
 use crate::matching::ImagePattern;
@@ -28,6 +30,8 @@ struct FileConfig {
     tls: FileTls,
     #[serde(default)]
     audit_log: Option<PathBuf>,
+    #[serde(default)]
+    cache: FileHostCache,
     plugins: Vec<FilePlugin>,
 }
 
@@ -36,6 +40,26 @@ struct FileConfig {
 struct FileTls {
     #[serde(default)]
     ca_bundle: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileHostCache {
+    #[serde(default)]
+    directory: Option<PathBuf>,
+    #[serde(default)]
+    max_entries: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FilePluginCache {
+    #[serde(default)]
+    token_cache_type: Option<String>,
+    #[serde(default)]
+    default_duration: Option<String>,
+    #[serde(default)]
+    max_duration: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -80,6 +104,8 @@ struct FilePlugin {
     grants: FileGrants,
     #[serde(default)]
     limits: FileLimits,
+    #[serde(default)]
+    cache: FilePluginCache,
 }
 
 /// A map that refuses duplicate keys: YAML parsers keep the last value,
@@ -119,6 +145,10 @@ pub struct HostConfig {
     pub ca_bundle: Option<PathBuf>,
     /// JSON-lines audit trail of plugin calls and denials (no secrets).
     pub audit_log: Option<PathBuf>,
+    /// Where answers are cached across processes.
+    pub cache_directory: PathBuf,
+    /// Most entries the cache keeps.
+    pub cache_max_entries: usize,
     pub plugins: Vec<PluginConfig>,
 }
 
@@ -144,7 +174,13 @@ pub struct PluginConfig {
     /// What the operator grants; see [`crate::capabilities`].
     pub grant: Grant,
     pub limits: Limits,
+    pub cache: CachePolicy,
 }
+
+/// Default cache directory: beside the kubelet's state, root-only.
+pub const DEFAULT_CACHE_DIRECTORY: &str = "/var/lib/kubelet/wasm-credential-provider/cache";
+/// Default bound on cache entries.
+pub const DEFAULT_CACHE_MAX_ENTRIES: usize = 1000;
 
 /// Resource bounds of one plugin call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,9 +262,20 @@ impl HostConfig {
         let audit_log = file
             .audit_log
             .map(|p| if p.is_absolute() { p } else { base_dir.join(p) });
+        let cache_directory = match file.cache.directory {
+            Some(p) if p.is_absolute() => p,
+            Some(p) => base_dir.join(p),
+            None => PathBuf::from(DEFAULT_CACHE_DIRECTORY),
+        };
+        let cache_max_entries = file.cache.max_entries.unwrap_or(DEFAULT_CACHE_MAX_ENTRIES);
+        if cache_max_entries == 0 {
+            bail!("cache.maxEntries: must be at least 1");
+        }
         Ok(Self {
             ca_bundle,
             audit_log,
+            cache_directory,
+            cache_max_entries,
             plugins,
         })
     }
@@ -326,7 +373,29 @@ fn validate_plugin(plugin: FilePlugin, base_dir: &Path) -> Result<PluginConfig> 
         config,
         grant,
         limits: validate_limits(plugin.limits).context("limits")?,
+        cache: validate_cache(plugin.cache).context("cache")?,
     })
+}
+
+fn validate_cache(cache: FilePluginCache) -> Result<CachePolicy> {
+    let token_cache_type = match cache.token_cache_type.as_deref() {
+        None | Some("ServiceAccount") => TokenCacheType::ServiceAccount,
+        Some("Token") => TokenCacheType::Token,
+        Some(other) => bail!(
+            "tokenCacheType: {other:?} is not supported: use \"ServiceAccount\" or \"Token\" (as kubelet's tokenAttributes.cacheType)"
+        ),
+    };
+    let mut out = CachePolicy {
+        token_cache_type,
+        ..CachePolicy::default()
+    };
+    if let Some(text) = cache.default_duration {
+        out.default_duration = parse_go_duration(&text).context("defaultDuration")?;
+    }
+    if let Some(text) = cache.max_duration {
+        out.max_duration = parse_go_duration(&text).context("maxDuration")?;
+    }
+    Ok(out)
 }
 
 fn validate_limits(limits: FileLimits) -> Result<Limits> {
@@ -357,6 +426,19 @@ fn validate_limits(limits: FileLimits) -> Result<Limits> {
 }
 
 impl PluginConfig {
+    /// The cache partition of this plugin: its name plus a fingerprint of
+    /// every setting that can change its answers (module, pin, config
+    /// sources, grants, limits, cache policy). Secrets only enter it hashed.
+    pub fn cache_scope(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let settings = format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.module, self.sha256, self.config, self.grant, self.limits, self.cache
+        );
+        let digest = hex::encode(Sha256::digest(settings.as_bytes()));
+        format!("{}#{}", self.name, &digest[..16])
+    }
+
     /// Resolves every config value now, so that a missing secret file or
     /// variable is reported before the plugin runs. `env` looks up the
     /// host's environment (injected for tests). Values from files lose one

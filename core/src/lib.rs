@@ -6,6 +6,9 @@
 //! this crate never uses the host.
 
 pub mod answer;
+pub mod cache_entry;
+pub mod cache_key;
+pub mod cache_policy;
 pub mod capabilities;
 pub mod config;
 pub mod destination;
@@ -14,3 +17,4 @@ pub mod image;
 pub mod matching;
 pub mod protocol;
 pub mod redact;
+pub mod sa_token;

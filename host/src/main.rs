@@ -8,8 +8,11 @@
 //! one line on stderr.
 
 mod audit;
+mod cache;
+mod cache_cli;
 mod imports;
 mod inspect;
+mod invoke;
 mod logging;
 mod manifest;
 mod module;
@@ -51,6 +54,22 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         output: inspect::Output,
     },
+    /// The credential cache of the host config given with --config.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum CacheAction {
+    /// List entries: plugin, key kind, registry, service account, expiry. Never secrets.
+    List,
+    /// Remove entries, of one plugin or all.
+    Purge {
+        #[arg(long)]
+        plugin: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -65,6 +84,21 @@ fn main() -> ExitCode {
             }),
             _,
         ) => inspect::run(&wasm, config.as_deref(), output),
+        (Some(Command::Cache { .. }), None) => {
+            Err(anyhow::anyhow!("cache commands need --config <FILE>"))
+        }
+        (
+            Some(Command::Cache {
+                action: CacheAction::List,
+            }),
+            Some(config),
+        ) => cache_cli::list(&config),
+        (
+            Some(Command::Cache {
+                action: CacheAction::Purge { plugin },
+            }),
+            Some(config),
+        ) => cache_cli::purge(&config, plugin.as_deref()),
         (None, Some(config)) => serve::serve(&config),
         (None, None) => unreachable!("clap requires --config without a subcommand"),
     };

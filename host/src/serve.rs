@@ -1,18 +1,22 @@
-//! The kubelet exec path: stdin request -> plugin -> stdout response.
+//! The kubelet exec path: stdin request -> cache or plugin -> stdout
+//! response. A cache hit is answered before any WebAssembly engine exists.
 
 use crate::audit::AuditLog;
-use crate::runtime::events::{self, Events};
-use crate::sandbox::Sandbox;
-use crate::tls::TlsPolicy;
-use crate::{manifest, module, runtime};
+use crate::cache::CacheStore;
+use crate::invoke::invoke;
+use crate::runtime::Outcome;
 use anyhow::{Context, Result};
 use serde_json::Map;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use wcp_core::config::HostConfig;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use wcp_core::answer::response;
+use wcp_core::cache_entry::{Entry, FORMAT};
+use wcp_core::cache_key::{ServiceAccountKey, base_key, encode_key, entry_id, lookup_keys};
+use wcp_core::config::{HostConfig, PluginConfig};
 use wcp_core::image::registry_of;
 use wcp_core::protocol::{MAX_REQUEST_BYTES, Request, Response};
+use wcp_core::sa_token;
 
 /// Serves one kubelet request. Nothing is written to stdout unless a
 /// complete response exists.
@@ -24,6 +28,30 @@ pub fn serve(config_path: &Path) -> Result<()> {
     write_stdout(&response)
 }
 
+/// The cache partition of a request: empty outside service-account mode;
+/// `None` when the token's identity cannot be read (then nothing is cached).
+fn sa_key(plugin: &PluginConfig, request: &Request) -> Option<Vec<u8>> {
+    let Some(token) = &request.service_account_token else {
+        return Some(Vec::new());
+    };
+    let coordinates = match sa_token::coordinates(token) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!(plugin = %plugin.name, "not caching: service-account identity unreadable: {e:#}");
+            return None;
+        }
+    };
+    ServiceAccountKey::new(
+        &coordinates.namespace,
+        &coordinates.name,
+        &coordinates.uid,
+        &request.service_account_annotations,
+        token,
+    )
+    .encode(plugin.cache.token_cache_type)
+    .ok()
+}
+
 fn respond(config: &HostConfig, request: &Request) -> Result<Response> {
     let Some(plugin) = config.select(&request.image) else {
         tracing::warn!(
@@ -32,80 +60,111 @@ fn respond(config: &HostConfig, request: &Request) -> Result<Response> {
         );
         return Ok(Response::empty(request.api_version));
     };
-    let values = plugin.resolve_values(|name| std::env::var(name).ok())?;
-    let module = module::load(plugin)?;
-    tracing::debug!(plugin = %plugin.name, sha256 = %module.sha256, "module verified");
-    let declaration = manifest::declaration(&module.bytes).with_context(|| {
-        format!(
-            "plugin {:?}: module {}",
-            plugin.name,
-            plugin.module.display()
-        )
-    })?;
-    let sandbox = Sandbox::resolve(plugin, &declaration, values, request, |name| {
-        std::env::var(name).ok()
-    });
-    let tls = TlsPolicy::new(config.ca_bundle.clone());
     let audit = AuditLog::open(config.audit_log.as_deref());
-    let events = Events::default();
-    let started = Instant::now();
-    let outcome = runtime::run_plugin(plugin, &module, request, sandbox, tls, &events);
-    let raised = events.take();
-    for event in &raised {
-        let mut fields = Map::new();
-        fields.insert("plugin".into(), plugin.name.clone().into());
-        fields.insert("destination".into(), event.destination.clone().into());
-        if let Some(address) = &event.address {
-            fields.insert("address".into(), address.clone().into());
-        }
-        fields.insert("detail".into(), event.detail.clone().into());
-        audit.record(event.kind, fields);
-    }
-    let mut call = Map::new();
-    call.insert("plugin".into(), plugin.name.clone().into());
-    call.insert("sha256".into(), module.sha256.clone().into());
-    call.insert("registry".into(), registry_of(&request.image).into());
-    call.insert(
-        "serviceAccountToken".into(),
-        request.service_account_token.is_some().into(),
-    );
-    call.insert(
-        "durationMs".into(),
-        (started.elapsed().as_secs_f64() * 1000.0).into(),
-    );
-    call.insert(
-        "outcome".into(),
-        match &outcome {
-            Ok(runtime::Outcome::Answer(_)) => "credentials",
-            Ok(runtime::Outcome::NoCredentials(_)) => "no_credentials",
-            Err(_) => "error",
-        }
-        .into(),
-    );
-    audit.record("plugin_call", call);
-    let outcome = match outcome {
-        Ok(outcome) => {
-            for event in &raised {
-                tracing::warn!(plugin = %plugin.name, error.type = event.kind, destination = %event.destination, "{}", event.detail);
-            }
-            outcome
-        }
-        Err(err) => {
-            return Err(match events::summary(&raised) {
-                Some(summary) => anyhow::anyhow!("{err:#} {summary}"),
-                None => err,
-            });
+    let sa = sa_key(plugin, request);
+    let store = match CacheStore::open(&config.cache_directory, config.cache_max_entries) {
+        Ok(store) => Some(store),
+        Err(e) => {
+            tracing::info!("credential cache unavailable, continuing without it: {e:#}");
+            None
         }
     };
-    match outcome {
-        runtime::Outcome::Answer(answer) => answer
-            .into_response(request.api_version, unix_now())
-            .with_context(|| format!("plugin {:?} returned an unusable answer", plugin.name)),
-        runtime::Outcome::NoCredentials(why) => {
+    let cache = store.as_ref().zip(sa.as_deref());
+
+    if let Some((store, sa)) = cache
+        && let Some(hit) = lookup(store, plugin, request, sa, &audit)?
+    {
+        return Ok(hit);
+    }
+    // Miss: one process per (plugin, registry, identity) calls the plugin;
+    // the others wait for its answer, then find it in the cache.
+    let _flight = match cache {
+        Some((store, sa)) => {
+            let flight = entry_id(
+                &plugin.cache_scope(),
+                &encode_key(registry_of(&request.image), sa)?,
+            );
+            let wait_until = Instant::now() + plugin.limits.timeout + Duration::from_secs(2);
+            let lock = store.lock(&flight, wait_until);
+            if let Some(hit) = lookup(store, plugin, request, sa, &audit)? {
+                return Ok(hit);
+            }
+            lock
+        }
+        None => None,
+    };
+    let answer = match invoke(config, plugin, request, &audit)? {
+        Outcome::Answer(answer) => answer,
+        Outcome::NoCredentials(why) => {
             tracing::warn!(plugin = %plugin.name, image = %request.image, "plugin has no credentials for the image: {why}");
-            Ok(Response::empty(request.api_version))
+            return Ok(Response::empty(request.api_version));
+        }
+    };
+    plugin
+        .cache
+        .check_token_echo(&answer, request.service_account_token.as_deref())
+        .with_context(|| format!("plugin {:?}", plugin.name))?;
+    let now = unix_now();
+    let duration = plugin.cache.duration_secs(answer.expires_at, now);
+    let kind = answer.cache_key_type;
+    let auth = answer
+        .into_auth()
+        .with_context(|| format!("plugin {:?} returned an unusable answer", plugin.name))?;
+    if let Some((store, sa)) = cache
+        && duration > 0
+    {
+        let key = encode_key(base_key(kind, &request.image), sa)?;
+        let entry = Entry {
+            format: FORMAT.into(),
+            plugin: plugin.name.clone(),
+            scope: plugin.cache_scope(),
+            key: hex::encode(&key),
+            key_kind: kind,
+            registry: registry_of(&request.image).into(),
+            service_account: request
+                .service_account_token
+                .as_deref()
+                .and_then(|t| sa_token::coordinates(t).ok())
+                .map(|c| format!("{}/{}", c.namespace, c.name)),
+            created_at: now,
+            expires_at: now + duration,
+            auth: auth.clone(),
+        };
+        if let Err(e) = store.put(&entry, now) {
+            tracing::info!(plugin = %plugin.name, "could not cache the answer: {e:#}");
         }
     }
+    Ok(response(request.api_version, kind, duration, auth))
+}
+
+/// Kubelet's lookup order: image, registry, global.
+fn lookup(
+    store: &CacheStore,
+    plugin: &PluginConfig,
+    request: &Request,
+    sa: &[u8],
+    audit: &AuditLog,
+) -> Result<Option<Response>> {
+    let now = unix_now();
+    let scope = plugin.cache_scope();
+    for (kind, key) in lookup_keys(&request.image, sa)? {
+        if let Some(entry) = store.get(&scope, &key, now) {
+            let remaining = entry.remaining(now).unwrap_or(0);
+            let mut fields = Map::new();
+            fields.insert("plugin".into(), plugin.name.clone().into());
+            fields.insert("keyKind".into(), format!("{kind:?}").into());
+            fields.insert("registry".into(), registry_of(&request.image).into());
+            fields.insert("remainingSeconds".into(), remaining.into());
+            audit.record("cache_hit", fields);
+            return Ok(Some(response(
+                request.api_version,
+                entry.key_kind,
+                remaining,
+                entry.auth,
+            )));
+        }
+    }
+    Ok(None)
 }
 
 fn read_stdin() -> Result<Vec<u8>> {
@@ -126,7 +185,8 @@ fn write_stdout(response: &Response) -> Result<()> {
         .context("cannot write the response to stdout")
 }
 
-fn unix_now() -> u64 {
+/// Wall-clock now in Unix seconds.
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

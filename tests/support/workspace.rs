@@ -33,13 +33,25 @@ impl Workspace {
         path
     }
 
-    /// Writes a host config with the given `plugins:` YAML body.
+    /// Writes a host config with the given `plugins:` YAML body, caching
+    /// in this workspace.
     pub fn config(&self, plugins_yaml: &str) -> PathBuf {
         self.write(
             "host-config.yaml",
-            format!(
-                "apiVersion: wasm-credential-provider.io/v1alpha1\nkind: CredentialProviderHostConfig\nplugins:\n{plugins_yaml}"
-            ),
+            format!("{}plugins:\n{plugins_yaml}", self.header()),
         )
+    }
+
+    /// The config's `apiVersion`, `kind`, `cache` and `auditLog` lines.
+    pub fn header(&self) -> String {
+        format!(
+            "apiVersion: wasm-credential-provider.io/v1alpha1\nkind: CredentialProviderHostConfig\ncache:\n  directory: {}\nauditLog: {}\n",
+            self.cache_dir().display(),
+            self.path().join("audit.jsonl").display()
+        )
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.path().join("cache")
     }
 }

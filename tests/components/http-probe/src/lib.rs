@@ -2,7 +2,15 @@
 //! `true`, follows one redirect itself (the host never follows redirects,
 //! so the second hop is checked like any request). Success means the
 //! sandbox let it through: it returns what it read as the password.
-use wcp_guest_sdk::{Credentials, Provider, ProviderError, Request, config, http, image};
+//!
+//! For cache tests it also answers with the `cacheKeyType` named in config
+//! (`Image`, `Registry`, `Global`; default `Registry`), an expiry
+//! `expiresIn` seconds from now if set, and with `echoToken: true` the
+//! service-account token itself as the password.
+use std::time::{SystemTime, UNIX_EPOCH};
+use wcp_guest_sdk::{
+    CacheKeyType, Credentials, Provider, ProviderError, Request, config, http, image,
+};
 
 struct Probe;
 
@@ -24,12 +32,25 @@ impl Provider for Probe {
                 .send()
                 .map_err(|e| ProviderError::Upstream(format!("redirected request failed: {e}")))?;
         }
-        let body = String::from_utf8_lossy(&response.body).into_owned();
-        Ok(Credentials::registry(
-            image::registry_of(&request.image),
-            "probe",
-            body,
-        ))
+        let mut password = String::from_utf8_lossy(&response.body).into_owned();
+        if config::get("echoToken").as_deref() == Some("true") {
+            password = request.service_account_token.clone().unwrap_or_default();
+        }
+        let kind = match config::get("cacheKeyType").as_deref() {
+            Some("Image") => CacheKeyType::Image,
+            Some("Global") => CacheKeyType::Global,
+            _ => CacheKeyType::Registry,
+        };
+        let mut credentials =
+            Credentials::registry(image::registry_of(&request.image), "probe", password)
+                .with_cache_key_type(kind);
+        if let Some(secs) = config::get("expiresIn").and_then(|v| v.parse::<u64>().ok()) {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            credentials = credentials.expiring_at(now + secs);
+        }
+        Ok(credentials)
     }
 }
 
