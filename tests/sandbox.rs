@@ -322,3 +322,52 @@ fn granted_https_destination_works_with_operator_ca() {
         .exec(&RequestSpec::new(V1, "a.registry.io/x"))
         .assert_clean_failure("tls");
 }
+
+#[test]
+fn https_proxy_tunnels_granted_requests_only() {
+    use support::server::TestProxy;
+    let ws = Workspace::new();
+    let ca = TestCa::new();
+    let bundle = ca.write_bundle(ws.path());
+    let server = TestServer::https(&ca, |_| Reply::text(200, "via-proxy"));
+    let proxy = TestProxy::start();
+    let plugin = |target: &str, grant: &str| {
+        format!(
+            "{}tls:\n  caBundle: {}\nplugins:\n  - name: probe\n    module: {}\n    matchImages: [\"*.registry.io\"]\n    config: {{target: \"{target}\"}}\n    grants:\n      outbound: [\"{grant}\"]\n    cache: {{defaultDuration: 0s}}\n",
+            ws.header(),
+            bundle.display(),
+            artifacts::HTTP_PROBE,
+        )
+    };
+    let granted = ws.write(
+        "granted.yaml",
+        plugin(&server.url("/"), &format!("https://{}", server.addr)),
+    );
+    let request = RequestSpec::new(V1, "a.registry.io/x");
+    let via = |config: &std::path::Path, no_proxy: &str| {
+        Provider::new(host_binary(), config)
+            .env("HTTPS_PROXY", &format!("http://{}", proxy.addr))
+            .env("NO_PROXY", no_proxy)
+            .exec(&request)
+    };
+    let exec = via(&granted, "");
+    assert!(exec.success, "{exec:#?}");
+    assert_eq!(
+        support::strict::decode(&exec.stdout, V1).unwrap().auth["a.registry.io"].password,
+        "via-proxy"
+    );
+    assert_eq!(proxy.targets(), vec![server.addr.to_string()]);
+
+    // NO_PROXY bypasses the proxy (and the address checks apply again).
+    let exec = via(&granted, "127.0.0.1");
+    assert!(exec.success, "{exec:#?}");
+    assert_eq!(proxy.targets().len(), 1);
+
+    // A destination the plugin may not reach never reaches the proxy either.
+    let denied = ws.write(
+        "denied.yaml",
+        plugin(&server.url("/"), "https://other.example.com"),
+    );
+    via(&denied, "").assert_clean_failure("not granted");
+    assert_eq!(proxy.targets().len(), 1);
+}

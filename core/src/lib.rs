@@ -16,5 +16,6 @@ pub mod duration;
 pub mod image;
 pub mod matching;
 pub mod protocol;
+pub mod proxy;
 pub mod redact;
 pub mod sa_token;

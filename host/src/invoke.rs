@@ -13,6 +13,7 @@ use std::time::Instant;
 use wcp_core::config::{HostConfig, PluginConfig};
 use wcp_core::image::registry_of;
 use wcp_core::protocol::Request;
+use wcp_core::proxy::ProxyPolicy;
 
 /// Runs `plugin` for `request`. Denials raised during the call explain a
 /// failure in its error line and are always written to the audit log.
@@ -36,9 +37,11 @@ pub fn invoke(
         std::env::var(name).ok()
     });
     let tls = TlsPolicy::new(config.ca_bundle.clone());
+    let proxy = ProxyPolicy::from_env(|name| std::env::var(name).ok())
+        .context("invalid proxy settings in the environment")?;
     let events = Events::default();
     let started = Instant::now();
-    let outcome = runtime::run_plugin(plugin, &module, request, sandbox, tls, &events);
+    let outcome = runtime::run_plugin(plugin, &module, request, sandbox, tls, proxy, &events);
     let raised = events.take();
     for event in &raised {
         let mut fields = Map::new();

@@ -92,6 +92,17 @@ impl Provider {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // Hermetic: the machine's proxy settings must not steer loopback tests.
+        for var in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "NO_PROXY",
+            "no_proxy",
+        ] {
+            command.env_remove(var);
+        }
         // Kubelet: os.Environ() then the config env; Go keeps the last value.
         for (name, value) in &self.env {
             command.env(name, value);

@@ -293,3 +293,71 @@ where
         Some((Ok(Frame::data(bytes)), (next, i + 1)))
     })
 }
+
+/// An HTTP CONNECT proxy on 127.0.0.1 that records the targets it tunnels to.
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    targets: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestProxy {
+    pub fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let targets = Arc::new(Mutex::new(Vec::new()));
+        let recorded = targets.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let recorded = recorded.clone();
+                    tokio::spawn(async move {
+                        let mut reader = BufReader::new(stream);
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).await.is_err() {
+                            return;
+                        }
+                        let target = line
+                            .split_whitespace()
+                            .nth(1)
+                            .unwrap_or_default()
+                            .to_string();
+                        loop {
+                            let mut header = String::new();
+                            if reader.read_line(&mut header).await.unwrap_or(0) == 0
+                                || header == "\r\n"
+                            {
+                                break;
+                            }
+                        }
+                        recorded.lock().unwrap().push(target.clone());
+                        let mut client = reader.into_inner();
+                        let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
+                            let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                            return;
+                        };
+                        let _ = client
+                            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                            .await;
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    });
+                }
+            });
+        });
+        Self { addr, targets }
+    }
+
+    /// `host:port` targets tunnelled so far.
+    pub fn targets(&self) -> Vec<String> {
+        self.targets.lock().unwrap().clone()
+    }
+}

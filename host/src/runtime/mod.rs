@@ -27,6 +27,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 use wcp_core::answer::{Answer, AuthEntry};
 use wcp_core::config::{Limits, PluginConfig};
 use wcp_core::protocol::{CacheKeyType, Request};
+use wcp_core::proxy::ProxyPolicy;
 use wcp_core::redact::Redactor;
 
 /// Bytes of stdout and of stderr kept from a plugin.
@@ -46,6 +47,7 @@ pub fn run_plugin(
     request: &Request,
     sandbox: Sandbox,
     tls: TlsPolicy,
+    proxy: ProxyPolicy,
     events: &events::Events,
 ) -> Result<Outcome> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -57,7 +59,7 @@ pub fn run_plugin(
         module,
         request,
         sandbox,
-        tls,
+        (tls, proxy),
         events.clone(),
     ))
 }
@@ -67,7 +69,7 @@ async fn run_async(
     module: &VerifiedModule,
     request: &Request,
     sandbox: Sandbox,
-    tls: TlsPolicy,
+    (tls, proxy): (TlsPolicy, ProxyPolicy),
     events: events::Events,
 ) -> Result<Outcome> {
     let limits = &plugin.limits;
@@ -132,6 +134,7 @@ async fn run_async(
             deadline,
             max_response_bytes: limits.max_http_response_bytes,
             events,
+            proxy: Arc::new(proxy),
         },
         limits: StoreLimitsBuilder::new()
             .memory_size(limits.memory_bytes)

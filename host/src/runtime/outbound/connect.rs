@@ -12,6 +12,7 @@ use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 use wcp_core::capabilities::Effective;
 use wcp_core::destination::Scheme;
+use wcp_core::proxy::ProxyPolicy;
 
 /// Where an allowed request goes and under which rules.
 pub struct Target {
@@ -26,6 +27,7 @@ pub struct Target {
     pub events: Events,
     /// `scheme://host:port`, for events.
     pub destination: String,
+    pub proxy: Arc<ProxyPolicy>,
 }
 
 /// Sends `request` to `target`: resolve, check every address, connect to
@@ -34,8 +36,18 @@ pub async fn send(
     target: Target,
     mut request: http::Request<WasiBody>,
 ) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
-    let addresses = resolve(&target).await?;
-    let stream = connect(&target, &addresses).await?;
+    let stream = match target
+        .proxy
+        .proxy_for(target.scheme == Scheme::Https, &target.host)
+    {
+        // The operator's proxy resolves and connects; the target was
+        // already checked against the plugin's declaration and grant.
+        Some((proxy_host, proxy_port)) => tunnel(&target, proxy_host, *proxy_port).await?,
+        None => {
+            let addresses = resolve(&target).await?;
+            connect(&target, &addresses).await?
+        }
+    };
     let io: Box<dyn IoStream> = match target.scheme {
         Scheme::Http => Box::new(stream),
         Scheme::Https => Box::new(target.tls.connect(&target.host, stream).await.map_err(|e| {
@@ -161,4 +173,61 @@ async fn connect(target: &Target, addresses: &[SocketAddr]) -> Result<TcpStream,
         }
     }
     Err(last)
+}
+
+/// Opens a CONNECT tunnel to the target through an HTTP proxy.
+async fn tunnel(
+    target: &Target,
+    proxy_host: &str,
+    proxy_port: u16,
+) -> Result<TcpStream, HttpError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connect = TcpStream::connect((proxy_host, proxy_port));
+    let mut stream = match tokio::time::timeout(target.timeouts.connect, connect).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(HttpError::Connect(e)),
+        Err(_) => return Err(HttpError::ConnectionTimeout),
+    };
+    let authority = if target.host.contains(':') {
+        format!("[{}]:{}", target.host.trim_matches(['[', ']']), target.port)
+    } else {
+        format!("{}:{}", target.host, target.port)
+    };
+    let handshake = async {
+        stream
+            .write_all(
+                format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes(),
+            )
+            .await?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if head.len() > 8192 || stream.read(&mut byte).await? == 0 {
+                return Err(std::io::Error::other(
+                    "proxy closed or sent an oversized response to CONNECT",
+                ));
+            }
+            head.push(byte[0]);
+        }
+        let status = String::from_utf8_lossy(&head);
+        let ok = status
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|code| code == "200");
+        if !ok {
+            let line = status.lines().next().unwrap_or_default().to_string();
+            return Err(std::io::Error::other(format!(
+                "proxy refused CONNECT: {line}"
+            )));
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(target.timeouts.connect, handshake).await {
+        Ok(Ok(())) => Ok(stream),
+        Ok(Err(e)) => {
+            tracing::info!(plugin = %target.plugin, proxy = %format!("{proxy_host}:{proxy_port}"), "proxy tunnel failed: {e}");
+            Err(HttpError::Connect(e))
+        }
+        Err(_) => Err(HttpError::ConnectionTimeout),
+    }
 }

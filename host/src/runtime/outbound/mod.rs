@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 use wcp_core::capabilities::Effective;
 use wcp_core::destination::Scheme;
+use wcp_core::proxy::ProxyPolicy;
 
 /// What one plugin's requests are checked against.
 pub struct OutboundHooks {
@@ -28,6 +29,7 @@ pub struct OutboundHooks {
     pub deadline: Instant,
     pub max_response_bytes: u64,
     pub events: Events,
+    pub proxy: Arc<ProxyPolicy>,
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
@@ -107,6 +109,7 @@ impl WasiHttpHooks for OutboundHooks {
             max_response_bytes: self.max_response_bytes,
             events: self.events.clone(),
             destination,
+            proxy: self.proxy.clone(),
         };
         Box::new(connect::send(target, request))
     }

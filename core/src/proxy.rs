@@ -1,0 +1,143 @@
+//! One host-wide outbound proxy policy from the standard environment
+//! (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`, also lower-case), as nodes
+//! behind a corporate proxy set them for the kubelet. The destination
+//! check always applies to the target, never to the proxy.
+
+use anyhow::{Context, Result, bail};
+
+/// Where to send a request for a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyPolicy {
+    https: Option<(String, u16)>,
+    http: Option<(String, u16)>,
+    no_proxy: Vec<String>,
+}
+
+impl ProxyPolicy {
+    /// Reads the policy through `env` (upper-case names win).
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let var = |name: &str| {
+            env(name)
+                .or_else(|| env(&name.to_ascii_lowercase()))
+                .filter(|v| !v.trim().is_empty())
+        };
+        let parse = |name: &str| -> Result<Option<(String, u16)>> {
+            var(name)
+                .map(|v| parse_proxy_url(&v).with_context(|| format!("{name}")))
+                .transpose()
+        };
+        Ok(Self {
+            https: parse("HTTPS_PROXY")?,
+            http: parse("HTTP_PROXY")?,
+            no_proxy: var("NO_PROXY")
+                .map(|v| {
+                    v.split(',')
+                        .map(|e| e.trim().to_ascii_lowercase())
+                        .filter(|e| !e.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The proxy (host, port) to tunnel through for `host`, if any.
+    pub fn proxy_for(&self, https: bool, host: &str) -> Option<&(String, u16)> {
+        let proxy = if https {
+            self.https.as_ref()
+        } else {
+            self.http.as_ref()
+        }?;
+        let host = host
+            .trim_matches(['[', ']'])
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let bypass = self.no_proxy.iter().any(|entry| {
+            let entry = entry.split(':').next().unwrap_or(entry);
+            entry == "*"
+                || host == entry.trim_start_matches('.')
+                || host.ends_with(&format!(".{}", entry.trim_start_matches('.')))
+        });
+        (!bypass).then_some(proxy)
+    }
+}
+
+fn parse_proxy_url(value: &str) -> Result<(String, u16)> {
+    let rest = match value.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some((scheme, _)) => {
+            bail!("proxy scheme {scheme:?} is not supported; use an http:// proxy")
+        }
+        None => value,
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
+            h.trim_matches(['[', ']']).to_string(),
+            p.parse::<u16>().context("invalid proxy port")?,
+        ),
+        _ => (authority.to_string(), 80),
+    };
+    if host.is_empty() {
+        bail!("proxy URL {value:?} has no host");
+    }
+    Ok((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(vars: &[(&str, &str)]) -> ProxyPolicy {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ProxyPolicy::from_env(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+            .unwrap()
+    }
+
+    #[test]
+    fn selects_and_bypasses() {
+        let p = policy(&[
+            ("HTTPS_PROXY", "http://proxy.corp:3128"),
+            ("no_proxy", "localhost,.internal.corp, 10.0.0.5,svc:8443"),
+        ]);
+        assert_eq!(
+            p.proxy_for(true, "api.ecr.us-east-1.amazonaws.com"),
+            Some(&("proxy.corp".to_string(), 3128))
+        );
+        assert_eq!(
+            p.proxy_for(false, "api.example.com"),
+            None,
+            "no HTTP_PROXY set"
+        );
+        for bypassed in [
+            "localhost",
+            "registry.internal.corp",
+            "internal.corp",
+            "10.0.0.5",
+            "svc",
+            "a.svc",
+        ] {
+            assert_eq!(p.proxy_for(true, bypassed), None, "{bypassed}");
+        }
+        assert!(p.proxy_for(true, "notinternal.corp").is_some());
+        let all = policy(&[("HTTPS_PROXY", "proxy:8080"), ("NO_PROXY", "*")]);
+        assert_eq!(all.proxy_for(true, "x.io"), None);
+        let lower = policy(&[("https_proxy", "http://user:pw@p.corp:9/")]);
+        assert_eq!(
+            lower.proxy_for(true, "x.io"),
+            Some(&("p.corp".to_string(), 9))
+        );
+    }
+
+    #[test]
+    fn rejects_unsupported_proxies() {
+        let vars = [("HTTPS_PROXY".to_string(), "socks5://p:1080".to_string())];
+        let err =
+            ProxyPolicy::from_env(|n| vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
+                .unwrap_err();
+        assert!(format!("{err:#}").contains("not supported"));
+    }
+}
