@@ -23,7 +23,7 @@ impl ProxyPolicy {
         };
         let parse = |name: &str| -> Result<Option<(String, u16)>> {
             var(name)
-                .map(|v| parse_proxy_url(&v).with_context(|| format!("{name}")))
+                .map(|v| parse_proxy_url(&v).with_context(|| name.to_string()))
                 .transpose()
         };
         Ok(Self {
