@@ -73,6 +73,16 @@ impl CacheStore {
         })
     }
 
+    /// The opened directory, for other files the host keeps there.
+    pub fn dir(&self) -> &Dir {
+        &self.dir
+    }
+
+    /// The user owning the directory (this process's effective user).
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
     /// The entry for (`scope`, `key`) if it is intact, ours and unexpired.
     /// A bad or expired file is removed.
     pub fn get(&self, scope: &str, key: &[u8], now: u64) -> Option<Entry> {

@@ -2,6 +2,7 @@
 //! run it, and record what happened in the audit log.
 
 use crate::audit::AuditLog;
+use crate::cache::CacheStore;
 use crate::runtime::events::{self, Events};
 use crate::runtime::{self, Outcome};
 use crate::sandbox::Sandbox;
@@ -22,6 +23,7 @@ pub fn invoke(
     plugin: &PluginConfig,
     request: &Request,
     audit: &AuditLog,
+    cache: Option<&CacheStore>,
 ) -> Result<Outcome> {
     let values = plugin.resolve_values(|name| std::env::var(name).ok())?;
     let module = module::load(plugin)?;
@@ -41,7 +43,18 @@ pub fn invoke(
         .context("invalid proxy settings in the environment")?;
     let events = Events::default();
     let started = Instant::now();
-    let outcome = runtime::run_plugin(plugin, &module, request, sandbox, tls, proxy, &events);
+    let mut provenance = None;
+    let outcome = runtime::run_plugin(
+        plugin,
+        &module,
+        request,
+        sandbox,
+        tls,
+        proxy,
+        &events,
+        cache,
+        &mut provenance,
+    );
     let raised = events.take();
     for event in &raised {
         let mut fields = Map::new();
@@ -74,6 +87,9 @@ pub fn invoke(
         }
         .into(),
     );
+    if let Some(provenance) = &provenance {
+        call.insert("component".into(), provenance.as_str().into());
+    }
     audit.record("plugin_call", call);
     match outcome {
         Ok(outcome) => {

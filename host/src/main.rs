@@ -7,9 +7,11 @@
 //! nothing; every diagnostic goes to stderr; any failure exits non-zero with
 //! one line on stderr.
 
+mod artifact;
 mod audit;
 mod cache;
 mod cache_cli;
+mod compile_cli;
 mod imports;
 mod inspect;
 mod invoke;
@@ -54,6 +56,9 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         output: inspect::Output,
     },
+    /// Precompile every plugin of the host config given with --config into
+    /// the cache directory (run at install time; execs also do it on first use).
+    Compile,
     /// The credential cache of the host config given with --config.
     Cache {
         #[command(subcommand)]
@@ -84,9 +89,10 @@ fn main() -> ExitCode {
             }),
             _,
         ) => inspect::run(&wasm, config.as_deref(), output),
-        (Some(Command::Cache { .. }), None) => {
-            Err(anyhow::anyhow!("cache commands need --config <FILE>"))
+        (Some(Command::Cache { .. } | Command::Compile), None) => {
+            Err(anyhow::anyhow!("this command needs --config <FILE>"))
         }
+        (Some(Command::Compile), Some(config)) => compile_cli::run(&config),
         (
             Some(Command::Cache {
                 action: CacheAction::List,

@@ -93,7 +93,7 @@ fn respond(config: &HostConfig, request: &Request) -> Result<Response> {
         }
         None => None,
     };
-    let answer = match invoke(config, plugin, request, &audit)? {
+    let answer = match invoke(config, plugin, request, &audit, store.as_ref())? {
         Outcome::Answer(answer) => answer,
         Outcome::NoCredentials(why) => {
             tracing::warn!(plugin = %plugin.name, image = %request.image, "plugin has no credentials for the image: {why}");

@@ -3,12 +3,15 @@
 //! keeps only what needs wasmtime.
 
 mod bindings;
-mod engine;
+mod compile;
+pub mod engine;
 pub mod events;
 mod guest_log;
 mod outbound;
 mod state;
 
+use crate::artifact::Provenance;
+use crate::cache::CacheStore;
 use crate::module::VerifiedModule;
 use crate::sandbox::Sandbox;
 use crate::tls::TlsPolicy;
@@ -19,7 +22,7 @@ use outbound::OutboundHooks;
 use state::PluginState;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -49,6 +52,8 @@ pub fn run_plugin(
     tls: TlsPolicy,
     proxy: ProxyPolicy,
     events: &events::Events,
+    cache: Option<&CacheStore>,
+    provenance: &mut Option<Provenance>,
 ) -> Result<Outcome> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -61,6 +66,7 @@ pub fn run_plugin(
         sandbox,
         (tls, proxy),
         events.clone(),
+        (cache, provenance),
     ))
 }
 
@@ -71,18 +77,14 @@ async fn run_async(
     sandbox: Sandbox,
     (tls, proxy): (TlsPolicy, ProxyPolicy),
     events: events::Events,
+    (cache, provenance): (Option<&CacheStore>, &mut Option<Provenance>),
 ) -> Result<Outcome> {
     let limits = &plugin.limits;
     let name = plugin.name.as_str();
     let engine = engine::new()?;
-    let component = Component::new(&engine, &module.bytes)
-        .map_err(anyhow::Error::from)
-        .with_context(|| {
-            format!(
-                "plugin {name:?}: cannot compile module {}",
-                plugin.module.display()
-            )
-        })?;
+    let (component, how) = compile::component(&engine, module, cache)
+        .with_context(|| format!("plugin {name:?}: module {}", plugin.module.display()))?;
+    *provenance = Some(how);
     bindings::check_world(&engine, &component).with_context(|| {
         format!(
             "plugin {name:?}: module {} is not a provider",
@@ -176,6 +178,9 @@ async fn run_async(
     log.emit_captured("stderr", &stderr.contents());
     log.finish();
     let redactor = store.data().log.redactor().clone();
+    // The process ends right after the response is written: tearing down
+    // the instance and its memory would only delay that.
+    std::mem::forget(store);
 
     let timeout = limits.timeout;
     let returned = match result {

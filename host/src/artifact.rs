@@ -1,0 +1,190 @@
+//! Precompiled components (`.cwasm`) in the cache directory, so that an
+//! exec loads native code instead of compiling the plugin every time.
+//!
+//! Loading a `.cwasm` is `unsafe`: its bytes become native code running as
+//! root. The host therefore loads only artifacts it produced itself:
+//!
+//! * a random 32-byte host key (`host.key`, mode 0600, created once) lives
+//!   in the cache directory, which is 0700 and owned by the host's user;
+//! * an artifact file is `MAGIC ‖ HMAC-SHA256(key, MAGIC ‖ wasm sha256 ‖
+//!   engine compatibility hash ‖ code) ‖ code`, so a modified, truncated,
+//!   swapped (another module's), foreign-version or foreign-host artifact
+//!   fails the check;
+//! * the file is read once into memory, verified, and deserialized from
+//!   those same bytes, so nothing can change between check and use.
+//!
+//! Any failure means "recompile from the verified `.wasm`": the artifact
+//! cache never fails a kubelet request.
+
+use anyhow::{Context, Result, bail, ensure};
+use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::hash::{Hash, Hasher};
+use std::io::{Read, Write};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Format tag at the start of every artifact file.
+const MAGIC: &[u8; 16] = b"wcp-cwasm-v1\0\0\0\0";
+const KEY_FILE: &str = "host.key";
+const MAX_ARTIFACT_BYTES: u64 = 512 * 1024 * 1024;
+
+/// How the component was obtained, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provenance {
+    /// Loaded from a verified artifact.
+    Loaded,
+    /// Compiled now and stored.
+    Compiled,
+    /// An artifact existed but was refused (the reason); compiled now.
+    Recompiled(String),
+    /// Compiled now; the artifact cache is unusable (the reason).
+    Uncached(String),
+}
+
+impl Provenance {
+    pub fn as_str(&self) -> String {
+        match self {
+            Provenance::Loaded => "loaded".into(),
+            Provenance::Compiled => "compiled".into(),
+            Provenance::Recompiled(why) => format!("recompiled: {why}"),
+            Provenance::Uncached(why) => format!("compiled, not cached: {why}"),
+        }
+    }
+}
+
+/// Artifacts of one cache directory for one engine.
+pub struct ArtifactStore<'a> {
+    dir: &'a Dir,
+    uid: u32,
+    key: [u8; 32],
+    compat: String,
+}
+
+impl<'a> ArtifactStore<'a> {
+    /// Opens the store in `dir` (already checked to be ours), creating the
+    /// host key on first use.
+    pub fn open(dir: &'a Dir, uid: u32, engine: &Engine) -> Result<Self> {
+        let key = host_key(dir, uid)?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Ok(Self {
+            dir,
+            uid,
+            key,
+            compat: format!("{:016x}", hasher.finish()),
+        })
+    }
+
+    fn file_name(&self, wasm_sha256: &str) -> String {
+        format!("{wasm_sha256}-{}.cwasm", self.compat)
+    }
+
+    fn mac(&self, wasm_sha256: &str, code: &[u8]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length works");
+        mac.update(MAGIC);
+        mac.update(wasm_sha256.as_bytes());
+        mac.update(self.compat.as_bytes());
+        mac.update(code);
+        mac
+    }
+
+    /// The verified artifact for the module with digest `wasm_sha256`:
+    /// `Ok(None)` if there is none, `Err` with the reason if one exists but
+    /// may not be used.
+    pub fn load(&self, engine: &Engine, wasm_sha256: &str) -> Result<Option<Component>> {
+        let name = self.file_name(wasm_sha256);
+        let meta = match self.dir.symlink_metadata(&name) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        ensure!(meta.is_file(), "artifact is not a regular file");
+        ensure!(
+            meta.uid() == self.uid && meta.mode() & 0o077 == 0,
+            "artifact has the wrong owner or mode {:o}",
+            meta.mode() & 0o7777
+        );
+        ensure!(meta.len() <= MAX_ARTIFACT_BYTES, "artifact is too large");
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        self.dir
+            .open(&name)?
+            .take(MAX_ARTIFACT_BYTES)
+            .read_to_end(&mut bytes)?;
+        ensure!(bytes.len() > MAGIC.len() + 32, "artifact is truncated");
+        let (magic, rest) = bytes.split_at(MAGIC.len());
+        ensure!(magic == MAGIC, "artifact has a foreign format");
+        let (tag, code) = rest.split_at(32);
+        self.mac(wasm_sha256, code)
+            .verify_slice(tag)
+            .map_err(|_| anyhow::anyhow!("artifact failed its integrity check (modified, swapped, truncated or from another host)"))?;
+        // SAFETY: `code` was produced by `Engine::precompile_component` of
+        // this host (proven by the MAC under the host's private key, over
+        // these exact in-memory bytes) for this engine configuration.
+        let component = unsafe { Component::deserialize(engine, code) }
+            .map_err(anyhow::Error::from)
+            .context("artifact was refused by the engine")?;
+        Ok(Some(component))
+    }
+
+    /// Writes the artifact for `wasm_sha256` atomically with mode 0600.
+    pub fn store(&self, wasm_sha256: &str, code: &[u8]) -> Result<()> {
+        let name = self.file_name(wasm_sha256);
+        let tmp = format!(".{name}.{}.tmp", std::process::id());
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true).mode(0o600);
+        let mut file = self.dir.open_with(&tmp, &options)?;
+        let tag = self.mac(wasm_sha256, code).finalize().into_bytes();
+        let written = file
+            .write_all(MAGIC)
+            .and_then(|()| file.write_all(&tag))
+            .and_then(|()| file.write_all(code))
+            .and_then(|()| file.sync_all());
+        if let Err(e) = written {
+            let _ = self.dir.remove_file(&tmp);
+            return Err(e).context("cannot write the artifact");
+        }
+        self.dir.rename(&tmp, self.dir, &name)?;
+        Ok(())
+    }
+}
+
+/// The host's artifact key: created once with 32 random bytes.
+fn host_key(dir: &Dir, uid: u32) -> Result<[u8; 32]> {
+    for _ in 0..2 {
+        match dir.symlink_metadata(KEY_FILE) {
+            Ok(meta) => {
+                ensure!(
+                    meta.is_file() && meta.uid() == uid && meta.mode() & 0o077 == 0,
+                    "{KEY_FILE} has the wrong type, owner or mode"
+                );
+                let mut key = [0u8; 32];
+                dir.open(KEY_FILE)?
+                    .read_exact(&mut key)
+                    .context("host key is truncated")?;
+                return Ok(key);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = [0u8; 32];
+                std::fs::File::open("/dev/urandom")
+                    .and_then(|mut f| f.read_exact(&mut key))
+                    .context("cannot read /dev/urandom")?;
+                let tmp = format!(".{KEY_FILE}.{}.tmp", std::process::id());
+                let mut options = OpenOptions::new();
+                options.write(true).create_new(true).mode(0o600);
+                let mut file = dir.open_with(&tmp, &options)?;
+                file.write_all(&key)?;
+                file.sync_all()?;
+                // Another process may have won the race: keep its key.
+                if dir.hard_link(&tmp, dir, KEY_FILE).is_ok() {
+                    let _ = dir.remove_file(&tmp);
+                    return Ok(key);
+                }
+                let _ = dir.remove_file(&tmp);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("cannot create or read {KEY_FILE}")
+}
