@@ -44,17 +44,17 @@ pub fn invoke(
     let events = Events::default();
     let started = Instant::now();
     let mut provenance = None;
-    let outcome = runtime::run_plugin(
+    let call = runtime::Call {
         plugin,
-        &module,
+        module: &module,
         request,
         sandbox,
         tls,
         proxy,
-        &events,
+        events: events.clone(),
         cache,
-        &mut provenance,
-    );
+    };
+    let outcome = runtime::run_plugin(call, &mut provenance);
     let raised = events.take();
     for event in &raised {
         let mut fields = Map::new();

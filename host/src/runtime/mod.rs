@@ -43,42 +43,41 @@ pub enum Outcome {
     NoCredentials(String),
 }
 
-/// Runs `plugin` on `request` within its deadline and memory limit.
-pub fn run_plugin(
-    plugin: &PluginConfig,
-    module: &VerifiedModule,
-    request: &Request,
-    sandbox: Sandbox,
-    tls: TlsPolicy,
-    proxy: ProxyPolicy,
-    events: &events::Events,
-    cache: Option<&CacheStore>,
-    provenance: &mut Option<Provenance>,
-) -> Result<Outcome> {
+/// Everything one plugin call needs.
+pub struct Call<'a> {
+    pub plugin: &'a PluginConfig,
+    pub module: &'a VerifiedModule,
+    pub request: &'a Request,
+    pub sandbox: Sandbox,
+    pub tls: TlsPolicy,
+    pub proxy: ProxyPolicy,
+    /// Where denials raised during the call are collected.
+    pub events: events::Events,
+    /// Where precompiled artifacts live, if the cache directory is usable.
+    pub cache: Option<&'a CacheStore>,
+}
+
+/// Runs the call within its deadline and memory limit; `provenance` says
+/// how the component was obtained (also when the call fails).
+pub fn run_plugin(call: Call<'_>, provenance: &mut Option<Provenance>) -> Result<Outcome> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(
+    runtime.block_on(run_async(call, provenance))
+}
+
+async fn run_async(call: Call<'_>, provenance: &mut Option<Provenance>) -> Result<Outcome> {
+    let Call {
         plugin,
         module,
         request,
         sandbox,
-        (tls, proxy),
-        events.clone(),
-        (cache, provenance),
-    ))
-}
-
-async fn run_async(
-    plugin: &PluginConfig,
-    module: &VerifiedModule,
-    request: &Request,
-    sandbox: Sandbox,
-    (tls, proxy): (TlsPolicy, ProxyPolicy),
-    events: events::Events,
-    (cache, provenance): (Option<&CacheStore>, &mut Option<Provenance>),
-) -> Result<Outcome> {
+        tls,
+        proxy,
+        events,
+        cache,
+    } = call;
     let limits = &plugin.limits;
     let name = plugin.name.as_str();
     let engine = engine::new()?;
