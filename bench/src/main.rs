@@ -25,6 +25,11 @@ struct Args {
     /// Also run N copies of each case at once and report the total wall time.
     #[arg(long, default_value_t = 50)]
     concurrent: usize,
+    /// Also measure with the page cache cold: before every exec, evict each
+    /// case's binary and these files (posix_fadvise DONTNEED), as after a
+    /// long idle on a node.
+    #[arg(long = "evict")]
+    evict: Vec<String>,
 }
 
 struct Case {
@@ -36,8 +41,24 @@ struct Case {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let mut cases: Vec<Case> = args
-        .cases
+    let mut cases: Vec<Case> = parse_cases(&args)?;
+    run_rounds(&mut cases, &args, false)?;
+    print_table(&cases, &args, "warm page cache", true)?;
+    if !args.evict.is_empty() {
+        let mut cold = parse_cases(&args)?;
+        run_rounds(&mut cold, &args, true)?;
+        print_table(
+            &cold,
+            &args,
+            "cold page cache (binary and listed files evicted before every exec)",
+            false,
+        )?;
+    }
+    Ok(())
+}
+
+fn parse_cases(args: &Args) -> Result<Vec<Case>> {
+    args.cases
         .iter()
         .map(|spec| {
             let (name, command) = spec.split_once('=').context("case must be NAME=COMMAND")?;
@@ -48,39 +69,76 @@ fn main() -> Result<()> {
                 rss_kib: Vec::new(),
             })
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
+
+fn run_rounds(cases: &mut [Case], args: &Args, cold: bool) -> Result<()> {
     // One warm-up round, not counted.
-    for case in &cases {
+    for case in cases.iter() {
         exec(&case.argv, args.request.as_bytes())?;
     }
     for _ in 0..args.runs {
-        for case in &mut cases {
+        for case in cases.iter_mut() {
+            if cold {
+                evict(&case.argv[0])?;
+                for file in &args.evict {
+                    evict(file)?;
+                }
+            }
             let (wall, rss) = exec(&case.argv, args.request.as_bytes())?;
             case.wall.push(wall);
             case.rss_kib.push(rss);
         }
     }
+    Ok(())
+}
+
+/// Drops a file's pages from the page cache.
+fn evict(path: &str) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).with_context(|| format!("open {path}"))?;
+    // SAFETY: a plain advisory call on a file descriptor we own.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        bail!("posix_fadvise({path}) failed: {rc}");
+    }
+    Ok(())
+}
+
+fn print_table(cases: &[Case], args: &Args, title: &str, with_concurrent: bool) -> Result<()> {
     let base = median(&cases[0].wall);
+    println!("\n{title}");
     println!(
-        "{:<34} {:>10} {:>10} {:>8} {:>12} {:>14}",
+        "{:<44} {:>10} {:>10} {:>8} {:>12} {:>16}",
         "case",
         "median",
         "p95",
         "ratio",
         "peak RSS",
-        &format!("{}x concurrent", args.concurrent)
+        format!("{}x concurrent", args.concurrent)
     );
-    for case in &cases {
-        let concurrent = concurrent_wall(&case.argv, args.request.as_bytes(), args.concurrent)?;
+    for case in cases {
+        let concurrent = if with_concurrent {
+            format!(
+                "{:.1}ms",
+                ms(concurrent_wall(
+                    &case.argv,
+                    args.request.as_bytes(),
+                    args.concurrent
+                )?)
+            )
+        } else {
+            "-".to_string()
+        };
         let med = median(&case.wall);
         println!(
-            "{:<34} {:>8.2}ms {:>8.2}ms {:>7.2}x {:>9} KiB {:>12.1}ms",
+            "{:<44} {:>8.2}ms {:>8.2}ms {:>7.2}x {:>8} KiB {:>16}",
             case.name,
             ms(med),
             ms(percentile(&case.wall, 95)),
             med.as_secs_f64() / base.as_secs_f64(),
             median_i64(&case.rss_kib),
-            ms(concurrent),
+            concurrent,
         );
     }
     println!(

@@ -78,6 +78,7 @@ enum CacheAction {
 }
 
 fn main() -> ExitCode {
+    let started = std::time::Instant::now();
     let cli = Cli::parse();
     logging::init();
     let result = match (cli.command, cli.config) {
@@ -108,6 +109,7 @@ fn main() -> ExitCode {
         (None, Some(config)) => serve::serve(&config),
         (None, None) => unreachable!("clap requires --config without a subcommand"),
     };
+    tracing::debug!(total_us = started.elapsed().as_micros() as u64, "done");
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -21,11 +21,24 @@ use wcp_core::sa_token;
 /// Serves one kubelet request. Nothing is written to stdout unless a
 /// complete response exists.
 pub fn serve(config_path: &Path) -> Result<()> {
+    let t0 = Instant::now();
     let input = read_stdin()?;
     let request = Request::decode(&input)?;
+    let t_request = Instant::now();
     let config = HostConfig::load(config_path)?;
+    let t_config = Instant::now();
     let response = respond(&config, &request)?;
-    write_stdout(&response)
+    let t_respond = Instant::now();
+    write_stdout(&response)?;
+    let us = |a: Instant, b: Instant| b.saturating_duration_since(a).as_micros() as u64;
+    tracing::debug!(
+        request_us = us(t0, t_request),
+        config_us = us(t_request, t_config),
+        respond_us = us(t_config, t_respond),
+        write_us = us(t_respond, Instant::now()),
+        "exec phases"
+    );
+    Ok(())
 }
 
 /// The cache partition of a request: empty outside service-account mode;

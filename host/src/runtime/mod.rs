@@ -80,7 +80,9 @@ async fn run_async(call: Call<'_>, provenance: &mut Option<Provenance>) -> Resul
     } = call;
     let limits = &plugin.limits;
     let name = plugin.name.as_str();
+    let t0 = Instant::now();
     let engine = engine::new()?;
+    let t_engine = Instant::now();
     let (component, how) = compile::component(&engine, module, cache)
         .with_context(|| format!("plugin {name:?}: module {}", plugin.module.display()))?;
     *provenance = Some(how);
@@ -98,7 +100,9 @@ async fn run_async(call: Call<'_>, provenance: &mut Option<Provenance>) -> Resul
             );
         }
     }
+    let t_component = Instant::now();
     let linker = linker(&engine)?;
+    let t_linker = Instant::now();
     // The budget covers the plugin's own work (instantiate and call, host
     // I/O included), not the host's compilation of a verified module.
     let deadline = Instant::now() + limits.timeout;
@@ -163,14 +167,28 @@ async fn run_async(call: Call<'_>, provenance: &mut Option<Provenance>) -> Resul
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
     };
+    let mut t_instance = None;
     let call = async {
         let instance = api::Plugin::instantiate_async(&mut store, &component, &linker).await?;
+        t_instance = Some(Instant::now());
         instance
             .wcp_credential_provider_provider()
             .call_get_credentials(&mut store, &wit_request)
             .await
     };
     let result = tokio::time::timeout_at(deadline.into(), call).await;
+    let t_call = Instant::now();
+    let us = |a: Instant, b: Instant| b.saturating_duration_since(a).as_micros() as u64;
+    tracing::debug!(
+        plugin = name,
+        engine_us = us(t0, t_engine),
+        component_us = us(t_engine, t_component),
+        linker_us = us(t_component, t_linker),
+        store_us = us(t_linker, deadline - limits.timeout)
+            + us(deadline - limits.timeout, t_instance.unwrap_or(t_call)),
+        call_us = us(t_instance.unwrap_or(t_call), t_call),
+        "plugin call phases (store_us covers store setup and instantiation)"
+    );
 
     let log = &mut store.data_mut().log;
     log.emit_captured("stdout", &stdout.contents());
