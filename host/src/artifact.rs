@@ -65,15 +65,13 @@ pub struct ArtifactStore<'a> {
 impl<'a> ArtifactStore<'a> {
     /// Opens the store in `dir` (already checked to be ours), creating the
     /// host key on first use.
-    pub fn open(dir: &'a Dir, uid: u32, engine: &Engine) -> Result<Self> {
+    pub fn open(dir: &'a Dir, uid: u32) -> Result<Self> {
         let key = host_key(dir, uid)?;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(Self {
             dir,
             uid,
             key,
-            compat: format!("{:016x}", hasher.finish()),
+            compat: engine_tag(),
         })
     }
 
@@ -129,6 +127,10 @@ impl<'a> ArtifactStore<'a> {
     }
 
     /// Writes the artifact for `wasm_sha256` atomically with mode 0600.
+    #[cfg_attr(
+        not(feature = "compiler"),
+        allow(dead_code, reason = "only builds with a compiler write artifacts")
+    )]
     pub fn store(&self, wasm_sha256: &str, code: &[u8]) -> Result<()> {
         let name = self.file_name(wasm_sha256);
         let tmp = format!(".{name}.{}.tmp", std::process::id());
@@ -148,6 +150,25 @@ impl<'a> ArtifactStore<'a> {
         self.dir.rename(&tmp, self.dir, &name)?;
         Ok(())
     }
+}
+
+/// Names the engine an artifact was compiled for. wasmtime's own
+/// `precompile_compatibility_hash` exists only in builds with a compiler, and
+/// the runtime-only exec build must find the same files, so the tag is
+/// derived from what both builds share: this crate's version (which pins
+/// wasmtime), the engine settings in `runtime::engine`, and the target.
+/// `Component::deserialize` still checks full compatibility itself; a
+/// mismatch is refused and recompiled.
+fn engine_tag() -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (
+        env!("CARGO_PKG_VERSION"),
+        crate::runtime::engine::SETTINGS,
+        std::env::consts::ARCH,
+        std::env::consts::OS,
+    )
+        .hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }
 
 /// The host's artifact key: created once with 32 random bytes.

@@ -1,19 +1,31 @@
 //! `compile`: precompile every configured plugin at install time, so that
 //! even the first kubelet exec loads native code instead of compiling.
 
-use crate::artifact::ArtifactStore;
-use crate::cache::CacheStore;
-use crate::{module, runtime};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::Path;
-use std::time::Instant;
-use wcp_core::config::HostConfig;
+#[cfg(feature = "compiler")]
+use {
+    crate::artifact::ArtifactStore,
+    crate::cache::CacheStore,
+    crate::{module, runtime},
+    anyhow::Context,
+    std::time::Instant,
+    wcp_core::config::HostConfig,
+};
 
+#[cfg(not(feature = "compiler"))]
+pub fn run(_config: &Path) -> Result<()> {
+    anyhow::bail!(
+        "this runtime-only build has no compiler: run `wasm-credential-provider-compile --config <file> compile`"
+    )
+}
+
+#[cfg(feature = "compiler")]
 pub fn run(config: &Path) -> Result<()> {
     let config = HostConfig::load(config)?;
     let cache = CacheStore::open(&config.cache_directory, config.cache_max_entries)?;
     let engine = runtime::engine::new()?;
-    let store = ArtifactStore::open(cache.dir(), cache.uid(), &engine)?;
+    let store = ArtifactStore::open(cache.dir(), cache.uid())?;
     for plugin in &config.plugins {
         let module = module::load(plugin)?;
         match store.load(&engine, &module.sha256) {

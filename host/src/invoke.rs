@@ -24,6 +24,7 @@ pub fn invoke(
     request: &Request,
     audit: &AuditLog,
     cache: Option<&CacheStore>,
+    config_path: &std::path::Path,
 ) -> Result<Outcome> {
     let values = plugin.resolve_values(|name| std::env::var(name).ok())?;
     let module = module::load(plugin)?;
@@ -53,6 +54,7 @@ pub fn invoke(
         proxy,
         events: events.clone(),
         cache,
+        config_path,
     };
     let outcome = runtime::run_plugin(call, &mut provenance);
     let raised = events.take();

@@ -27,7 +27,7 @@ pub fn serve(config_path: &Path) -> Result<()> {
     let t_request = Instant::now();
     let config = HostConfig::load(config_path)?;
     let t_config = Instant::now();
-    let response = respond(&config, &request)?;
+    let response = respond(&config, config_path, &request)?;
     let t_respond = Instant::now();
     write_stdout(&response)?;
     let us = |a: Instant, b: Instant| b.saturating_duration_since(a).as_micros() as u64;
@@ -65,7 +65,7 @@ fn sa_key(plugin: &PluginConfig, request: &Request) -> Option<Vec<u8>> {
     .ok()
 }
 
-fn respond(config: &HostConfig, request: &Request) -> Result<Response> {
+fn respond(config: &HostConfig, config_path: &Path, request: &Request) -> Result<Response> {
     let Some(plugin) = config.select(&request.image) else {
         tracing::warn!(
             image = %request.image,
@@ -106,7 +106,7 @@ fn respond(config: &HostConfig, request: &Request) -> Result<Response> {
         }
         None => None,
     };
-    let answer = match invoke(config, plugin, request, &audit, store.as_ref())? {
+    let answer = match invoke(config, plugin, request, &audit, store.as_ref(), config_path)? {
         Outcome::Answer(answer) => answer,
         Outcome::NoCredentials(why) => {
             tracing::warn!(plugin = %plugin.name, image = %request.image, "plugin has no credentials for the image: {why}");

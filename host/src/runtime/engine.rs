@@ -3,6 +3,10 @@
 use anyhow::{Context, Result};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy};
 
+/// The engine settings below, as text: part of the name of precompiled
+/// artifacts, so that changing a setting invalidates them.
+pub const SETTINGS: &str = "component-model,epoch-interruption,on-demand,max-wasm-stack=512KiB";
+
 /// Builds the engine. On-demand allocation (not pooling: one instance per
 /// process gains nothing from a pool and pools reserve huge address ranges);
 /// epoch interruption so a spinning guest can be stopped at its deadline.

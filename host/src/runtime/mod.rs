@@ -55,6 +55,8 @@ pub struct Call<'a> {
     pub events: events::Events,
     /// Where precompiled artifacts live, if the cache directory is usable.
     pub cache: Option<&'a CacheStore>,
+    /// The host config, for the external compiler of a runtime-only build.
+    pub config_path: &'a std::path::Path,
 }
 
 /// Runs the call within its deadline and memory limit; `provenance` says
@@ -77,13 +79,14 @@ async fn run_async(call: Call<'_>, provenance: &mut Option<Provenance>) -> Resul
         proxy,
         events,
         cache,
+        config_path,
     } = call;
     let limits = &plugin.limits;
     let name = plugin.name.as_str();
     let t0 = Instant::now();
     let engine = engine::new()?;
     let t_engine = Instant::now();
-    let (component, how) = compile::component(&engine, module, cache)
+    let (component, how) = compile::component(&engine, module, cache, config_path)
         .with_context(|| format!("plugin {name:?}: module {}", plugin.module.display()))?;
     *provenance = Some(how);
     bindings::check_world(&engine, &component).with_context(|| {
