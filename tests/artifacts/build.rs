@@ -31,6 +31,12 @@ const ARTIFACTS: &[Artifact] = &[
         doc: "`plugins/static`: a fixed username and password from the plugin's config.",
     },
     Artifact {
+        name: "ECR_PLUGIN",
+        workspace: "plugins",
+        file: "wcp_plugin_ecr.wasm",
+        doc: "`plugins/ecr`: AWS ECR tokens via STS web identity, static keys or IMDSv2, signed with SigV4.",
+    },
+    Artifact {
         name: "OTHER_WORLD_COMPONENT",
         workspace: "tests/components",
         file: "other-world.wasm",
