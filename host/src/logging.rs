@@ -1,17 +1,22 @@
 //! Diagnostics on stderr. The kubelet shows a provider's stderr only when it
 //! fails, so the default level is `warn` and a failure is reported as one
-//! line. `WCP_LOG` (a `tracing` filter such as `debug`) raises verbosity.
+//! line. `WCP_LOG` (a level such as `debug`) raises verbosity.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
 /// Environment variable holding the log filter.
 pub const LOG_ENV: &str = "WCP_LOG";
 
-/// Installs a compact, uncoloured stderr logger.
+/// Installs a compact, uncoloured stderr logger. The filter is a plain
+/// level (`error`, `warn`, `info`, `debug`, `trace`, `off`): a per-target
+/// filter would link a regex engine into every kubelet exec.
 pub fn init() {
-    let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = std::env::var(LOG_ENV)
+        .ok()
+        .and_then(|level| level.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::WARN);
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(filter)
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_target(false)
