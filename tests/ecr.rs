@@ -392,28 +392,13 @@ fn check_ecr_request(seen: &Seen) -> Result<(String, bool), String> {
     Ok((verified.access_key_id, public))
 }
 
-fn civil(unix: u64) -> (i64, i64, i64, u64, u64, u64) {
-    let z = (unix / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let s = unix % 86_400;
-    (y, m, d, s / 3600, s / 60 % 60, s % 60)
-}
-
 fn rfc3339(unix: u64) -> String {
-    let (y, m, d, hh, mm, ss) = civil(unix);
-    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 fn sigv4_date(unix: u64) -> String {
-    let (y, m, d, hh, mm, ss) = civil(unix);
-    format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z")
+    rfc3339(unix).replace(['-', ':'], "")
 }
 
 /// The one credential of a successful answer, and the answer.
