@@ -12,21 +12,8 @@ use support::server::{Reply, TestServer};
 use support::workspace::{Workspace, host_binary};
 use wcp_test_artifacts as artifacts;
 
-/// A token shaped like a projected service-account token.
 fn sa_token(namespace: &str, name: &str, uid: &str, nonce: &str) -> String {
-    use base64::Engine;
-    let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-    let claims = serde_json::json!({
-        "aud": ["registry"], "exp": 4_000_000_000u64, "jti": nonce,
-        "kubernetes.io": {"namespace": namespace, "pod": {"name": "p", "uid": nonce},
-                           "serviceaccount": {"name": name, "uid": uid}},
-        "sub": format!("system:serviceaccount:{namespace}:{name}")
-    });
-    format!(
-        "{}.{}.sig-{nonce}",
-        b64(r#"{"alg":"RS256"}"#),
-        b64(&claims.to_string())
-    )
+    support::tokens::sa_token("registry", namespace, name, uid, nonce)
 }
 
 /// A token server that counts calls and answers `token-<n>`.

@@ -45,19 +45,7 @@ fn now() -> u64 {
 
 /// A token shaped like a projected service-account token for STS.
 fn sa_token(name: &str, uid: &str) -> String {
-    use base64::Engine;
-    let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-    let claims = serde_json::json!({
-        "aud": ["sts.amazonaws.com"], "exp": 4_000_000_000u64,
-        "kubernetes.io": {"namespace": "team", "pod": {"name": "p", "uid": "pod-uid"},
-                           "serviceaccount": {"name": name, "uid": uid}},
-        "sub": format!("system:serviceaccount:team:{name}")
-    });
-    format!(
-        "{}.{}.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg",
-        b64(r#"{"alg":"RS256","kid":"k"}"#),
-        b64(&claims.to_string())
-    )
+    support::tokens::sa_token("sts.amazonaws.com", "team", name, uid, "pod-uid")
 }
 
 fn header<'a>(seen: &'a Seen, name: &str) -> Option<&'a str> {

@@ -7,4 +7,5 @@
 pub mod kubelet;
 pub mod server;
 pub mod strict;
+pub mod tokens;
 pub mod workspace;
