@@ -371,3 +371,15 @@ fn https_proxy_tunnels_granted_requests_only() {
     via(&denied, "").assert_clean_failure("not granted");
     assert_eq!(proxy.targets().len(), 1);
 }
+
+#[test]
+fn unresolvable_name_fails_with_one_line() {
+    let s = Scenario::new();
+    let exec = s.run(
+        artifacts::HTTP_PROBE,
+        "    config: {target: \"https://no-such-host.invalid/\"}\n    grants:\n      outbound: [\"https://no-such-host.invalid\"]\n",
+    );
+    let line = exec.assert_clean_failure("dns_error");
+    assert!(line.contains("no-such-host.invalid"), "{line}");
+    s.audit_has("dns_error");
+}

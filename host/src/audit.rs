@@ -35,7 +35,8 @@ impl AuditLog {
                 file: Some(Mutex::new(file)),
             },
             Err(e) => {
-                tracing::warn!("cannot open audit log {}: {e}", path.display());
+                // Info, not warn: a failing request keeps its one stderr line.
+                tracing::info!("cannot open audit log {}: {e}", path.display());
                 Self::default()
             }
         }

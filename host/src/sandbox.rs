@@ -45,7 +45,7 @@ impl Sandbox {
         }
         let policy = Effective::new(declaration, &plugin.grant, &values);
         for problem in &policy.problems {
-            tracing::warn!(plugin = %name, "declared destination unusable: {problem}");
+            tracing::info!(plugin = %name, "declared destination unusable: {problem}");
         }
         let mut config = BTreeMap::new();
         for (key, value) in values {

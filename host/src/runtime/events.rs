@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     /// `destination_not_allowed`, `destination_ip_prohibited`,
-    /// `response_too_large`, `tls_error`.
+    /// `response_too_large`, `tls_error`, `dns_error`.
     pub kind: &'static str,
     /// `scheme://host:port` the plugin asked for.
     pub destination: String,

@@ -127,9 +127,22 @@ async fn resolve(target: &Target) -> Result<Vec<SocketAddr>, HttpError> {
         Err(_) => {
             let lookup = tokio::net::lookup_host((target.host.as_str(), target.port));
             match tokio::time::timeout(target.timeouts.connect, lookup).await {
-                Err(_) => return Err(HttpError::DnsTimeout),
+                Err(_) => {
+                    target.events.push(Event {
+                        kind: "dns_error",
+                        destination: target.destination.clone(),
+                        address: None,
+                        detail: format!("name lookup of {} timed out", target.host),
+                    });
+                    return Err(HttpError::DnsTimeout);
+                }
                 Ok(Err(e)) => {
-                    tracing::warn!(plugin = %target.plugin, host = %target.host, "name lookup failed: {e}");
+                    target.events.push(Event {
+                        kind: "dns_error",
+                        destination: target.destination.clone(),
+                        address: None,
+                        detail: format!("name lookup of {} failed: {e}", target.host),
+                    });
                     return Err(HttpError::DnsError {
                         rcode: Some("lookup failed".into()),
                         info_code: None,
