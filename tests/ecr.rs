@@ -721,3 +721,71 @@ fn images_outside_ecr_get_no_credentials() {
     assert!(resp.auth.is_empty(), "{:?}", resp.auth);
     assert!(aws.sts.seen().is_empty() && aws.ecr.seen().is_empty());
 }
+
+/// Benchmark case (d) of `./scripts/bench`, not a test: it runs only with
+/// `--ignored` and the binaries named in `WCP_BENCH_HOST` (a release host)
+/// and `WCP_BENCH_NATIVE` (the native baseline provider). Interleaved
+/// rounds of: the native provider, a cold ECR request through the host (a
+/// new forwarded annotation each time, so STS + ECR over TLS), and a cache
+/// hit. Prints medians, p95 and ratios; asserts no time.
+#[test]
+#[ignore = "benchmark: run through ./scripts/bench"]
+fn bench_ecr_release() {
+    let host = std::env::var("WCP_BENCH_HOST").expect("WCP_BENCH_HOST: a release host binary");
+    let native = std::env::var("WCP_BENCH_NATIVE").expect("WCP_BENCH_NATIVE: the native baseline");
+    let runs: usize = std::env::var("WCP_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let token = sa_token("puller", "uid-1");
+    let aws = FakeAws::start(&token, StsMode::Ok, 0);
+    let ws = Workspace::new();
+    let config = aws.config(&ws, "", "");
+    let provider = Provider::new(&host, &config);
+    let baseline = Provider {
+        binary: native.into(),
+        args: Vec::new(),
+        env: Vec::new(),
+    };
+    let image = format!("{REGISTRY}/team/app");
+    // Warm-up: compiles the component, fills the cache for the hit case.
+    credential(&provider.exec(&sa_request(&image, &token)));
+    let (mut a, mut d, mut hit) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..runs {
+        let exec = baseline.exec(&RequestSpec::new(V1, &image));
+        assert!(exec.success, "{exec:#?}");
+        a.push(exec.elapsed);
+        let exec = provider
+            .exec(&sa_request(&image, &token).annotation("example.com/nonce", &i.to_string()));
+        credential(&exec);
+        d.push(exec.elapsed);
+        let exec = provider.exec(&sa_request(&format!("{REGISTRY}/team/app-{i}"), &token));
+        credential(&exec);
+        hit.push(exec.elapsed);
+    }
+    aws.assert_no_problems();
+    let p95 = |mut v: Vec<Duration>| {
+        v.sort();
+        v[(v.len() - 1) * 95 / 100]
+    };
+    let base = median(a.clone());
+    println!(
+        "\n(d) ECR, release host against loopback STS + ECR over TLS (fakes built in the test profile)"
+    );
+    for (name, samples) in [
+        ("(a) native static provider", a),
+        ("(d) host + ECR plugin, cold (STS + ECR)", d),
+        ("(d) host + ECR plugin, cache hit", hit),
+    ] {
+        let med = median(samples.clone());
+        println!(
+            "{name:<44} {:>8.2}ms {:>8.2}ms {:>7.2}x",
+            med.as_secs_f64() * 1000.0,
+            p95(samples).as_secs_f64() * 1000.0,
+            med.as_secs_f64() / base.as_secs_f64()
+        );
+    }
+    println!(
+        "({runs} interleaved rounds after one warm-up; columns: median, p95, ratio to native)"
+    );
+}
