@@ -5,7 +5,6 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Command;
 use support::kubelet::{Provider, RequestSpec, V1};
 use support::workspace::{Workspace, host_binary};
 use wcp_test_artifacts as artifacts;
@@ -63,16 +62,7 @@ impl Setup {
     }
 
     fn compile(&self) -> String {
-        let out = Command::new(host_binary())
-            .args(["--config", self.config.to_str().unwrap(), "compile"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        support::workspace::host_command(&self.config, &["compile"])
     }
 }
 

@@ -378,19 +378,7 @@ fn list_and_purge() {
     let token = sa_token("team", "puller", "uid-1", "pod-1");
     s.password(&RequestSpec::new(V1, "a.registry.io/app"));
     s.password(&RequestSpec::new(V1, "b.registry.io/app").token(&token));
-    let run = |args: &[&str]| {
-        let out = Command::new(host_binary())
-            .args(["--config", s.config.to_str().unwrap()])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| support::workspace::host_command(&s.config, args);
     let listing = run(&["cache", "list"]);
     assert!(listing.contains("a.registry.io"), "{listing}");
     assert!(listing.contains("team/puller"), "{listing}");

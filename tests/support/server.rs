@@ -117,46 +117,30 @@ impl TestServer {
     }
 
     fn start(tls: Option<tokio_rustls::TlsAcceptor>, handler: Arc<Handler>) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
+        let is_tls = tls.is_some();
         let connections = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let server = TestServer {
-            addr,
-            tls: tls.is_some(),
-            connections: connections.clone(),
-            seen: seen.clone(),
-        };
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    connections.fetch_add(1, Ordering::SeqCst);
-                    let handler = handler.clone();
-                    let seen = seen.clone();
-                    let tls = tls.clone();
-                    tokio::spawn(async move {
-                        match tls {
-                            Some(acceptor) => {
-                                if let Ok(stream) = acceptor.accept(stream).await {
-                                    serve_connection(TokioIo::new(stream), handler, seen).await;
-                                }
-                            }
-                            None => serve_connection(TokioIo::new(stream), handler, seen).await,
+        let (counter, recorded) = (connections.clone(), seen.clone());
+        let addr = accept_loop(move |stream| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let (handler, seen, tls) = (handler.clone(), recorded.clone(), tls.clone());
+            async move {
+                match tls {
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            serve_connection(TokioIo::new(stream), handler, seen).await;
                         }
-                    });
+                    }
+                    None => serve_connection(TokioIo::new(stream), handler, seen).await,
                 }
-            });
+            }
         });
-        server
+        TestServer {
+            addr,
+            tls: is_tls,
+            connections,
+            seen,
+        }
     }
 
     /// Connections accepted so far (TCP level, before TLS).
@@ -302,56 +286,39 @@ pub struct TestProxy {
 
 impl TestProxy {
     pub fn start() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
         let targets = Arc::new(Mutex::new(Vec::new()));
         let recorded = targets.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
+        let addr = accept_loop(move |stream| {
+            let recorded = recorded.clone();
+            async move {
                 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let recorded = recorded.clone();
-                    tokio::spawn(async move {
-                        let mut reader = BufReader::new(stream);
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).await.is_err() {
-                            return;
-                        }
-                        let target = line
-                            .split_whitespace()
-                            .nth(1)
-                            .unwrap_or_default()
-                            .to_string();
-                        loop {
-                            let mut header = String::new();
-                            if reader.read_line(&mut header).await.unwrap_or(0) == 0
-                                || header == "\r\n"
-                            {
-                                break;
-                            }
-                        }
-                        recorded.lock().unwrap().push(target.clone());
-                        let mut client = reader.into_inner();
-                        let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
-                            let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
-                            return;
-                        };
-                        let _ = client
-                            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                            .await;
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                    });
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                if reader.read_line(&mut line).await.is_err() {
+                    return;
                 }
-            });
+                let target = line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).await.unwrap_or(0) == 0 || header == "\r\n" {
+                        break;
+                    }
+                }
+                recorded.lock().unwrap().push(target.clone());
+                let mut client = reader.into_inner();
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
+                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                    return;
+                };
+                let _ = client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
         });
         Self { addr, targets }
     }
@@ -360,4 +327,32 @@ impl TestProxy {
     pub fn targets(&self) -> Vec<String> {
         self.targets.lock().unwrap().clone()
     }
+}
+
+/// Listens on 127.0.0.1 (a free port) in a thread of its own with a tokio
+/// runtime, and serves each accepted connection with `serve` on its own
+/// task. Runs until the test process ends.
+fn accept_loop<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                if let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(serve(stream));
+                }
+            }
+        });
+    });
+    addr
 }

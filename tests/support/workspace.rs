@@ -55,3 +55,20 @@ impl Workspace {
         self.path().join("cache")
     }
 }
+
+/// Runs `wasm-credential-provider --config <config> <args>` (a CLI
+/// subcommand, not the kubelet path); asserts success and returns stdout.
+pub fn host_command(config: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(host_binary())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
