@@ -746,6 +746,7 @@ fn bench_ecr_release() {
         binary: native.into(),
         args: Vec::new(),
         env: Vec::new(),
+        wrapper: Vec::new(),
     };
     let image = format!("{REGISTRY}/team/app");
     // Warm-up: compiles the component, fills the cache for the hit case.

@@ -171,15 +171,35 @@ impl Effective {
         }
     }
 
-    /// Checks one address a granted name resolved to (or an IP literal).
-    /// Loopback, link-local, private and other special addresses are refused
-    /// unless the grant names that IP or an `allowPrivateNetworks` range
-    /// contains it. Returns the reason on refusal.
-    pub fn check_address(&self, ip: IpAddr) -> Result<(), &'static str> {
+    /// Checks one address that a request to `scheme://host:port` reaches:
+    /// an address `host` resolved to, or `host` itself when it is an IP
+    /// literal. Loopback, link-local, private and other special addresses
+    /// are refused unless an `allowPrivateNetworks` range contains the
+    /// address, or the request names that IP literal itself and a grant
+    /// names exactly that literal on the same scheme and port. A grant of
+    /// `http://127.0.0.1:9000` exempts requests to that literal only, never
+    /// a granted *name* that happens to resolve to 127.0.0.1, and never
+    /// another port. Returns the kind of range on refusal.
+    pub fn check_address(
+        &self,
+        scheme: Scheme,
+        host: &str,
+        port: u16,
+        ip: IpAddr,
+    ) -> Result<(), &'static str> {
         let Some(range) = special_range(ip) else {
             return Ok(());
         };
-        let named = self.granted.iter().any(|d| d.names_ip(ip));
+        let literal = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok();
+        let named = literal
+            && self
+                .granted
+                .iter()
+                .any(|d| d.names_ip(ip) && d.allows(scheme, host, port));
         let in_range = self.private_networks.iter().any(|c| c.contains(ip));
         if named || in_range {
             Ok(())
@@ -298,6 +318,9 @@ mod tests {
         let d = declaration(r#"{"outbound":["https://registry.internal"]}"#);
         let g = parse_grant(&["https://registry.internal".into()], &[], &[], false).unwrap();
         let e = Effective::new(&d, &g, &BTreeMap::new());
+        let name = |e: &Effective, ip: &str| {
+            e.check_address(Scheme::Https, "registry.internal", 443, ip.parse().unwrap())
+        };
         for ip in [
             "127.0.0.1",
             "169.254.169.254",
@@ -305,9 +328,9 @@ mod tests {
             "::ffff:127.0.0.1",
             "fd00:ec2::254",
         ] {
-            assert!(e.check_address(ip.parse().unwrap()).is_err(), "{ip}");
+            assert!(name(&e, ip).is_err(), "{ip}");
         }
-        assert!(e.check_address("52.1.2.3".parse().unwrap()).is_ok());
+        assert!(name(&e, "52.1.2.3").is_ok());
         let g = parse_grant(
             &["https://registry.internal".into()],
             &["10.0.0.0/8".into()],
@@ -316,12 +339,56 @@ mod tests {
         )
         .unwrap();
         let e = Effective::new(&d, &g, &BTreeMap::new());
-        assert!(e.check_address("10.0.0.5".parse().unwrap()).is_ok());
-        assert!(e.check_address("127.0.0.1".parse().unwrap()).is_err());
-        let g = parse_grant(&["http://127.0.0.1:9000".into()], &[], &[], false).unwrap();
+        assert!(name(&e, "10.0.0.5").is_ok());
+        assert!(name(&e, "127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn an_ip_literal_grant_exempts_only_that_literal_scheme_and_port() {
+        let d = declaration(r#"{"outbound":["https://registry.internal"]}"#);
+        let g = parse_grant(
+            &[
+                "http://127.0.0.1:9000".into(),
+                "https://registry.internal".into(),
+            ],
+            &[],
+            &[],
+            false,
+        )
+        .unwrap();
         let e = Effective::new(&d, &g, &BTreeMap::new());
-        assert!(e.check_address("127.0.0.1".parse().unwrap()).is_ok());
-        assert!(e.check_address("127.0.0.2".parse().unwrap()).is_err());
+        let lo = "127.0.0.1".parse().unwrap();
+        assert!(e.check_address(Scheme::Http, "127.0.0.1", 9000, lo).is_ok());
+        // The same address reached through a granted name, another port or
+        // another scheme is not exempt.
+        assert!(
+            e.check_address(Scheme::Https, "registry.internal", 443, lo)
+                .is_err()
+        );
+        assert!(
+            e.check_address(Scheme::Http, "127.0.0.1", 9001, lo)
+                .is_err()
+        );
+        assert!(
+            e.check_address(Scheme::Https, "127.0.0.1", 9000, lo)
+                .is_err()
+        );
+        assert!(
+            e.check_address(
+                Scheme::Http,
+                "127.0.0.2",
+                9000,
+                "127.0.0.2".parse().unwrap()
+            )
+            .is_err()
+        );
+        // IPv6 literals and mapped forms compare canonically.
+        let g = parse_grant(&["http://[::1]:9000".into()], &[], &[], false).unwrap();
+        let e = Effective::new(&d, &g, &BTreeMap::new());
+        assert!(
+            e.check_address(Scheme::Http, "[::1]", 9000, "::1".parse().unwrap())
+                .is_ok()
+        );
     }
 
     #[test]

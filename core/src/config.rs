@@ -8,6 +8,7 @@ use crate::cache_policy::CachePolicy;
 use crate::capabilities::{Grant, parse_grant};
 use crate::duration::parse_go_duration;
 use crate::matching::ImagePattern;
+use crate::proxy::ProxyResolution;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,7 +33,16 @@ struct FileConfig {
     audit_log: Option<PathBuf>,
     #[serde(default)]
     cache: FileHostCache,
+    #[serde(default)]
+    proxy: FileProxy,
     plugins: Vec<FilePlugin>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileProxy {
+    #[serde(default)]
+    name_resolution: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -149,6 +159,8 @@ pub struct HostConfig {
     pub cache_directory: PathBuf,
     /// Most entries the cache keeps.
     pub cache_max_entries: usize,
+    /// Who resolves names behind `HTTPS_PROXY`/`HTTP_PROXY`.
+    pub proxy_resolution: ProxyResolution,
     pub plugins: Vec<PluginConfig>,
 }
 
@@ -271,11 +283,16 @@ impl HostConfig {
         if cache_max_entries == 0 {
             bail!("cache.maxEntries: must be at least 1");
         }
+        let proxy_resolution = match file.proxy.name_resolution.as_deref() {
+            None => ProxyResolution::default(),
+            Some(value) => ProxyResolution::parse(value).context("proxy.nameResolution")?,
+        };
         Ok(Self {
             ca_bundle,
             audit_log,
             cache_directory,
             cache_max_entries,
+            proxy_resolution,
             plugins,
         })
     }

@@ -5,6 +5,48 @@
 
 use anyhow::{Context, Result, bail};
 
+/// Who resolves a target's name when a request goes through the proxy.
+///
+/// The address policy (no loopback, link-local, private or other special
+/// addresses unless granted) is a promise about where a request lands, so
+/// by default the host resolves the name itself, checks every address
+/// exactly as on the direct path, and asks the proxy to `CONNECT` to the
+/// checked address, keeping the name for SNI and `Host`. A name the host
+/// cannot resolve is refused. Some nodes can resolve public names only
+/// through their proxy; there an operator may choose [`Proxy`], which
+/// tunnels by name: the host still refuses a name it *can* resolve to a
+/// forbidden address, but where the name lands is then up to the proxy's
+/// own DNS and egress rules.
+///
+/// [`Proxy`]: ProxyResolution::Proxy
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProxyResolution {
+    /// `host` (the default): resolve and check here, tunnel to the address.
+    #[default]
+    Host,
+    /// `proxy`: tunnel by name and trust the proxy's resolution.
+    Proxy,
+}
+
+impl ProxyResolution {
+    /// Parses the host config value (`host` or `proxy`).
+    pub fn parse(value: &str) -> Result<Self> {
+        match value {
+            "host" => Ok(Self::Host),
+            "proxy" => Ok(Self::Proxy),
+            _ => bail!("must be \"host\" (the default) or \"proxy\""),
+        }
+    }
+
+    /// The config value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Host => "host",
+            Self::Proxy => "proxy",
+        }
+    }
+}
+
 /// Where to send a request for a target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyPolicy {
@@ -130,6 +172,17 @@ mod tests {
             lower.proxy_for(true, "x.io"),
             Some(&("p.corp".to_string(), 9))
         );
+    }
+
+    #[test]
+    fn resolution_setting() {
+        assert_eq!(ProxyResolution::default(), ProxyResolution::Host);
+        assert_eq!(
+            ProxyResolution::parse("proxy").unwrap(),
+            ProxyResolution::Proxy
+        );
+        assert_eq!(ProxyResolution::parse("host").unwrap().as_str(), "host");
+        assert!(ProxyResolution::parse("Proxy").is_err());
     }
 
     #[test]

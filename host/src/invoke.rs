@@ -52,6 +52,7 @@ pub fn invoke(
         sandbox,
         tls,
         proxy,
+        proxy_resolution: config.proxy_resolution,
         events: events.clone(),
         cache,
         config_path,

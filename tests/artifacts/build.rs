@@ -73,6 +73,12 @@ const ARTIFACTS: &[Artifact] = &[
         doc: "`tests/components/oversized-response`: hostile, returns an 8 MiB credential.",
     },
     Artifact {
+        name: "HOST_STATE",
+        workspace: "tests/components",
+        file: "wcp_test_host_state.wasm",
+        doc: "`tests/components/host-state`: hostile, raw wasi:http: floods header maps and unsent bodies, parallel requests, user info in the authority.",
+    },
+    Artifact {
         name: "HTTP_PROBE",
         workspace: "tests/components",
         file: "wcp_test_http_probe.wasm",

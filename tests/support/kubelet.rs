@@ -4,7 +4,7 @@
 //! EOF, stdout and stderr buffered and read after exit, SIGKILL at 60 s.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,6 +22,8 @@ pub struct Provider {
     pub binary: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// A command the binary runs under (`unshare ...`), if any.
+    pub wrapper: Vec<String>,
 }
 
 /// What the exec produced, as the kubelet sees it.
@@ -33,6 +35,9 @@ pub struct Exec {
     pub stderr: String,
     pub elapsed: Duration,
     pub killed: bool,
+    /// Peak resident set of the process (of the wrapper's last exec'd
+    /// program when wrapped), in KiB.
+    pub peak_rss_kib: u64,
 }
 
 impl Exec {
@@ -76,7 +81,15 @@ impl Provider {
             binary: binary.into(),
             args: vec!["--config".into(), config.display().to_string()],
             env: Vec::new(),
+            wrapper: Vec::new(),
         }
+    }
+
+    /// Runs the binary as the last arguments of `wrapper` (which must end
+    /// by exec'ing it, so that timing and peak RSS are the host's).
+    pub fn wrapped(mut self, wrapper: &[&str]) -> Self {
+        self.wrapper = wrapper.iter().map(|s| s.to_string()).collect();
+        self
     }
 
     pub fn env(mut self, name: &str, value: &str) -> Self {
@@ -86,7 +99,14 @@ impl Provider {
 
     /// Runs the provider on raw stdin bytes.
     pub fn exec_raw(&self, stdin: &[u8]) -> Exec {
-        let mut command = Command::new(&self.binary);
+        let mut command = match self.wrapper.split_first() {
+            None => Command::new(&self.binary),
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(&self.binary);
+                command
+            }
+        };
         command
             .args(&self.args)
             .stdin(Stdio::piped())
@@ -108,6 +128,8 @@ impl Provider {
             command.env(name, value);
         }
         let start = Instant::now();
+        // Reaped below with wait4, which clippy cannot see.
+        #[allow(clippy::zombie_processes)]
         let mut child = command.spawn().expect("spawn provider");
         let mut stdin_pipe = child.stdin.take().unwrap();
         let input = stdin.to_vec();
@@ -125,18 +147,39 @@ impl Provider {
             }
             false
         });
-        let output = child.wait_with_output().expect("wait for provider");
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut bytes);
+                }
+                bytes
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+        // wait4 rather than Child::wait: it also reports the peak RSS of
+        // this one child (RUSAGE_CHILDREN would mix in other tests' execs).
+        let mut status = 0;
+        // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `pid` is our child, not yet waited for.
+        let waited = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+        assert_eq!(waited, pid as libc::pid_t, "wait4 failed");
         let elapsed = start.elapsed();
         let _ = done_tx.send(());
         let killed = killer.join().unwrap();
         let _ = writer.join();
+        let exited = libc::WIFEXITED(status);
+        let code = exited.then(|| libc::WEXITSTATUS(status));
         Exec {
-            success: output.status.success(),
-            code: output.status.code(),
-            stdout: output.stdout,
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            success: code == Some(0),
+            code,
+            stdout: stdout.join().unwrap(),
+            stderr: String::from_utf8_lossy(&stderr.join().unwrap()).into_owned(),
             elapsed,
             killed,
+            peak_rss_kib: usage.ru_maxrss as u64,
         }
     }
 

@@ -54,7 +54,32 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub tls: bool,
     connections: Arc<AtomicUsize>,
+    open: Arc<OpenConnections>,
     seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+/// Connections open now, and the most that were open at once.
+#[derive(Default)]
+struct OpenConnections {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+/// Counts one open connection until dropped.
+struct Open(Arc<OpenConnections>);
+
+impl Open {
+    fn new(open: Arc<OpenConnections>) -> Self {
+        let now = open.now.fetch_add(1, Ordering::SeqCst) + 1;
+        open.most.fetch_max(now, Ordering::SeqCst);
+        Self(open)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A CA generated for one test, and a server certificate it signed for
@@ -119,12 +144,15 @@ impl TestServer {
     fn start(tls: Option<tokio_rustls::TlsAcceptor>, handler: Arc<Handler>) -> Self {
         let is_tls = tls.is_some();
         let connections = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(OpenConnections::default());
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (counter, recorded) = (connections.clone(), seen.clone());
+        let (counter, recorded, opened) = (connections.clone(), seen.clone(), open.clone());
         let addr = accept_loop(move |stream| {
             counter.fetch_add(1, Ordering::SeqCst);
+            let guard = Open::new(opened.clone());
             let (handler, seen, tls) = (handler.clone(), recorded.clone(), tls.clone());
             async move {
+                let _guard = guard;
                 match tls {
                     Some(acceptor) => {
                         if let Ok(stream) = acceptor.accept(stream).await {
@@ -139,8 +167,14 @@ impl TestServer {
             addr,
             tls: is_tls,
             connections,
+            open,
             seen,
         }
+    }
+
+    /// The most connections that were open at the same time.
+    pub fn most_open_at_once(&self) -> usize {
+        self.open.most.load(Ordering::SeqCst)
     }
 
     /// Connections accepted so far (TCP level, before TLS).
@@ -286,10 +320,18 @@ pub struct TestProxy {
 
 impl TestProxy {
     pub fn start() -> Self {
+        Self::with_names(Vec::new())
+    }
+
+    /// A proxy that resolves each `(name, address)` itself, as a corporate
+    /// proxy resolves public names the node cannot.
+    pub fn with_names(names: Vec<(String, SocketAddr)>) -> Self {
         let targets = Arc::new(Mutex::new(Vec::new()));
         let recorded = targets.clone();
+        let names = Arc::new(names);
         let addr = accept_loop(move |stream| {
             let recorded = recorded.clone();
+            let names = names.clone();
             async move {
                 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
                 let mut reader = BufReader::new(stream);
@@ -310,7 +352,11 @@ impl TestProxy {
                 }
                 recorded.lock().unwrap().push(target.clone());
                 let mut client = reader.into_inner();
-                let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
+                let resolved = names
+                    .iter()
+                    .find(|(name, addr)| format!("{name}:{}", addr.port()) == target)
+                    .map_or(target.clone(), |(_, addr)| addr.to_string());
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(&resolved).await else {
                     let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
                     return;
                 };

@@ -19,12 +19,20 @@ pub struct Event {
     pub detail: String,
 }
 
+/// Events one call keeps (and writes to the audit log); a plugin looping
+/// over denied requests must not grow host memory or the audit file
+/// without bound. The request bound makes this a backstop.
+pub const MAX_EVENTS: usize = 64;
+
 /// Shared between the outbound hooks and the runtime.
 #[derive(Clone, Default)]
 pub struct Events(Arc<Mutex<Vec<Event>>>);
 
 impl Events {
     pub fn push(&self, event: Event) {
+        if self.0.lock().is_ok_and(|events| events.len() >= MAX_EVENTS) {
+            return;
+        }
         tracing::info!(
             error.type = event.kind,
             destination = %event.destination,

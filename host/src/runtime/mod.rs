@@ -7,6 +7,7 @@ mod compile;
 pub mod engine;
 pub mod events;
 mod guest_log;
+mod limiter;
 mod outbound;
 mod state;
 
@@ -18,23 +19,36 @@ use crate::tls::TlsPolicy;
 use anyhow::{Context, Result, anyhow, bail};
 use bindings::v0_1 as api;
 use guest_log::GuestLog;
+use limiter::{CallLimiter, MemoryLimitExceeded};
 use outbound::OutboundHooks;
 use state::PluginState;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi_http::WasiHttpCtx;
 use wcp_core::answer::{Answer, AuthEntry};
 use wcp_core::config::{Limits, PluginConfig};
 use wcp_core::protocol::{CacheKeyType, Request};
-use wcp_core::proxy::ProxyPolicy;
+use wcp_core::proxy::{ProxyPolicy, ProxyResolution};
 use wcp_core::redact::Redactor;
 
 /// Bytes of stdout and of stderr kept from a plugin.
 const CAPTURE_BYTES: usize = 64 * 1024;
+
+/// Host-side state a plugin can create lives in the resource table (HTTP
+/// fields, requests, responses, bodies, streams, pollables), outside its
+/// linear memory. Together these bound it: at most `TABLE_ENTRIES` live
+/// resources, a header map the plugin builds holds at most
+/// `FIELD_BYTES`, one copied from a response at most hyper's 16 KiB read
+/// buffer, an unsent body 32 KiB. A real provider has a few dozen live
+/// resources at a time.
+pub const TABLE_ENTRIES: usize = 512;
+pub const FIELD_BYTES: usize = 16 * 1024;
+/// Largest `get-random-bytes` answer the host builds.
+pub const RANDOM_BYTES: u64 = 64 * 1024;
 
 /// What a plugin call produced.
 pub enum Outcome {
@@ -51,6 +65,7 @@ pub struct Call<'a> {
     pub sandbox: Sandbox,
     pub tls: TlsPolicy,
     pub proxy: ProxyPolicy,
+    pub proxy_resolution: ProxyResolution,
     /// Where denials raised during the call are collected.
     pub events: events::Events,
     /// Where precompiled artifacts live, if the cache directory is usable.
@@ -66,7 +81,12 @@ pub fn run_plugin(call: Call<'_>, provenance: &mut Option<Provenance>) -> Result
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(call, provenance))
+    let outcome = runtime.block_on(run_async(call, provenance));
+    // A name lookup that never answers sits in a blocking thread; dropping
+    // the runtime would wait for it, past the deadline. Leave it behind:
+    // the process exits right after the response is written.
+    runtime.shutdown_background();
+    outcome
 }
 
 async fn run_async(call: Call<'_>, provenance: &mut Option<Provenance>) -> Result<Outcome> {
@@ -77,6 +97,7 @@ async fn run_async(call: Call<'_>, provenance: &mut Option<Provenance>) -> Resul
         sandbox,
         tls,
         proxy,
+        proxy_resolution,
         events,
         cache,
         config_path,
@@ -128,13 +149,16 @@ async fn run_async(call: Call<'_>, provenance: &mut Option<Provenance>) -> Resul
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
+        .max_random_size(RANDOM_BYTES)
         .build();
     let mut http = WasiHttpCtx::new();
-    http.set_field_size_limit(64 * 1024);
+    http.set_field_size_limit(FIELD_BYTES);
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(TABLE_ENTRIES);
     let state = PluginState {
         wasi,
         http,
-        table: ResourceTable::new(),
+        table,
         hooks: OutboundHooks {
             plugin: name.to_string(),
             policy: Arc::new(policy),
@@ -143,15 +167,10 @@ async fn run_async(call: Call<'_>, provenance: &mut Option<Provenance>) -> Resul
             max_response_bytes: limits.max_http_response_bytes,
             events,
             proxy: Arc::new(proxy),
+            proxy_resolution,
+            flights: outbound::Flights::default(),
         },
-        limits: StoreLimitsBuilder::new()
-            .memory_size(limits.memory_bytes)
-            .instances(64)
-            .tables(64)
-            .table_elements(100_000)
-            .memories(16)
-            .trap_on_grow_failure(true)
-            .build(),
+        limits: CallLimiter::new(limits.memory_bytes),
         config,
         log: GuestLog::new(name, redactor),
     };
@@ -190,6 +209,7 @@ async fn run_async(call: Call<'_>, provenance: &mut Option<Provenance>) -> Resul
         store_us = us(t_linker, deadline - limits.timeout)
             + us(deadline - limits.timeout, t_instance.unwrap_or(t_call)),
         call_us = us(t_instance.unwrap_or(t_call), t_call),
+        memory_peak_bytes = store.data().limits.peak_bytes(),
         "plugin call phases (store_us covers store setup and instantiation)"
     );
 
@@ -262,6 +282,12 @@ fn describe_failure(
     redactor: &Redactor,
 ) -> anyhow::Error {
     let timeout = limits.timeout;
+    if err.downcast_ref::<MemoryLimitExceeded>().is_some() {
+        return anyhow!(
+            "plugin {name:?} exceeded its memory limit of {} MiB (all of its memories and tables together)",
+            limits.memory_bytes / (1024 * 1024)
+        );
+    }
     if let Some(trap) = err.downcast_ref::<Trap>() {
         return match trap {
             Trap::Interrupt => anyhow!(

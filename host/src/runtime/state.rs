@@ -3,9 +3,9 @@
 
 use super::bindings::v0_1::wcp::credential_provider as wit;
 use super::guest_log::GuestLog;
+use super::limiter::CallLimiter;
 use super::outbound::OutboundHooks;
 use std::collections::BTreeMap;
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -16,7 +16,7 @@ pub struct PluginState {
     pub http: WasiHttpCtx,
     pub table: ResourceTable,
     pub hooks: OutboundHooks,
-    pub limits: StoreLimits,
+    pub limits: CallLimiter,
     pub config: BTreeMap<String, String>,
     pub log: GuestLog,
 }

@@ -10,6 +10,7 @@
 
 mod body;
 mod connect;
+mod flights;
 
 use super::events::{Event, Events};
 use crate::tls::TlsPolicy;
@@ -18,7 +19,15 @@ use std::time::{Duration, Instant};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 use wcp_core::capabilities::Effective;
 use wcp_core::destination::Scheme;
-use wcp_core::proxy::ProxyPolicy;
+use wcp_core::proxy::{ProxyPolicy, ProxyResolution};
+
+pub use flights::Flights;
+
+/// Largest write the plugin may make to an outgoing body at once, and how
+/// many such chunks wait in the host for the connection: an unsent body
+/// holds at most `(BUFFER_CHUNKS + 1) * CHUNK_BYTES` of host memory.
+pub const OUTGOING_BODY_CHUNK_BYTES: usize = 16 * 1024;
+pub const OUTGOING_BODY_BUFFER_CHUNKS: usize = 1;
 
 /// What one plugin's requests are checked against.
 pub struct OutboundHooks {
@@ -30,6 +39,9 @@ pub struct OutboundHooks {
     pub max_response_bytes: u64,
     pub events: Events,
     pub proxy: Arc<ProxyPolicy>,
+    pub proxy_resolution: ProxyResolution,
+    /// The call's bound on requests in flight and in total.
+    pub flights: Flights,
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
@@ -39,6 +51,10 @@ type ResponseFuture =
 /// The timeouts of one request, each capped by the call's remaining time.
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
+    /// The host's own name lookup: nine tenths of the connect timeout, so
+    /// that a lookup that never answers is reported as such (a `dns_error`
+    /// in the failure line) rather than as a bare deadline.
+    pub dns: Duration,
     pub connect: Duration,
     pub first_byte: Duration,
     pub between_bytes: Duration,
@@ -48,8 +64,10 @@ impl Timeouts {
     fn new(options: Option<RequestOptions>, deadline: Instant) -> Self {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let pick = |asked: Option<Duration>| asked.map_or(remaining, |d| d.min(remaining));
+        let connect = pick(options.and_then(|o| o.connect_timeout));
         Self {
-            connect: pick(options.and_then(|o| o.connect_timeout)),
+            dns: connect.mul_f64(0.9),
+            connect,
             first_byte: pick(options.and_then(|o| o.first_byte_timeout)),
             between_bytes: pick(options.and_then(|o| o.between_bytes_timeout)),
         }
@@ -57,9 +75,17 @@ impl Timeouts {
 }
 
 impl WasiHttpHooks for OutboundHooks {
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        OUTGOING_BODY_BUFFER_CHUNKS
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        OUTGOING_BODY_CHUNK_BYTES
+    }
+
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: IoFuture,
     ) -> ResponseFuture {
@@ -74,6 +100,19 @@ impl WasiHttpHooks for OutboundHooks {
         };
         let port = uri.port_u16().unwrap_or(scheme.default_port());
         let destination = format!("{}://{}:{port}", scheme.as_str(), host);
+        // Every attempt counts, denied ones included: they raise events.
+        let slot = match self.flights.start() {
+            Ok(slot) => slot,
+            Err(limit) => {
+                self.events.push(Event {
+                    kind: "outbound_limit",
+                    destination,
+                    address: None,
+                    detail: limit.describe(),
+                });
+                return Box::new(async { Err(HttpError::ConnectionLimitReached) });
+            }
+        };
         if let Err(denial) = self.policy.check_request(scheme, &host, port) {
             let entry = format!(
                 "{}://{}{}",
@@ -97,6 +136,18 @@ impl WasiHttpHooks for OutboundHooks {
             });
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
+        // `Host` names exactly what was checked: never the authority's
+        // user info, which wasi-http would otherwise copy into it.
+        let checked = match uri.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.clone(),
+        };
+        match http::HeaderValue::from_str(&checked) {
+            Ok(value) => {
+                request.headers_mut().insert(http::header::HOST, value);
+            }
+            Err(_) => return Box::new(async { Err(HttpError::HttpRequestUriInvalid) }),
+        }
         tracing::debug!(plugin = %self.plugin, destination = %destination, "outbound request allowed");
         let target = connect::Target {
             plugin: self.plugin.clone(),
@@ -110,7 +161,8 @@ impl WasiHttpHooks for OutboundHooks {
             events: self.events.clone(),
             destination,
             proxy: self.proxy.clone(),
+            proxy_resolution: self.proxy_resolution,
         };
-        Box::new(connect::send(target, request))
+        Box::new(connect::send(target, request, slot))
     }
 }
