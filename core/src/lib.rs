@@ -21,3 +21,4 @@ pub mod protocol;
 pub mod proxy;
 pub mod redact;
 pub mod sa_token;
+pub mod token_echo;
