@@ -5,6 +5,7 @@
 //! the body repeats the plugin name and the full key so that a file renamed
 //! or copied under another entry's name is never served for that entry.
 
+use crate::answer_scope::{AnswerScope, Narrowed};
 use crate::cache_key::entry_id;
 use crate::protocol::{AuthConfig, CacheKeyType};
 use anyhow::{Context, Result, bail, ensure};
@@ -98,6 +99,17 @@ impl Entry {
         Ok(entry)
     }
 
+    /// The `cacheKeyType` to serve this entry with for `image` (narrowed as
+    /// a fresh answer's would be), or why it may not be served at all: an
+    /// auth key outside the plugin's images. The host config may have
+    /// changed since the entry was stored, and `scope` (the plugin's
+    /// settings fingerprint) does not cover the other plugins' patterns, so
+    /// every hit is checked again.
+    pub fn served_kind(&self, plugin: &AnswerScope, image: &str) -> Result<Narrowed> {
+        plugin.check_keys(self.auth.keys())?;
+        Ok(plugin.cache_key_type(self.key_kind, image))
+    }
+
     /// Whole seconds of life left at `now`, if any.
     pub fn remaining(&self, now: u64) -> Option<u64> {
         (self.expires_at > now).then(|| self.expires_at - now)
@@ -158,5 +170,44 @@ mod tests {
         other_scope.scope = "p#other".into();
         assert_ne!(other_scope.id().unwrap(), e.id().unwrap());
         assert!(Entry::decode_for(&other_scope.encode(), "p", &key).is_err());
+    }
+
+    #[test]
+    fn hits_are_checked_against_the_current_config() {
+        let config = |plugins: &str| {
+            crate::config::HostConfig::parse(
+                &format!("apiVersion: wasm-credential-provider.io/v1alpha1\nkind: CredentialProviderHostConfig\nplugins:\n{plugins}"),
+                std::path::Path::new("/"),
+            )
+            .unwrap()
+        };
+        let alone = config("  - {name: p, module: m.wasm, matchImages: [\"*.io\"]}\n");
+        let shared = config(
+            "  - {name: first, module: m.wasm, matchImages: [\"a.io\"]}\n  - {name: p, module: m.wasm, matchImages: [\"*.io\"]}\n",
+        );
+        let mut global = sample();
+        global.key_kind = CacheKeyType::Global;
+        let alone_p = AnswerScope::new(&alone, "p").unwrap();
+        let shared_p = AnswerScope::new(&shared, "p").unwrap();
+        assert_eq!(
+            global.served_kind(&alone_p, "r.io/x").unwrap().kind,
+            CacheKeyType::Global
+        );
+        // Stored while p was alone; now another plugin shares the host.
+        let narrowed = global.served_kind(&shared_p, "r.io/x").unwrap();
+        assert_eq!(narrowed.kind, CacheKeyType::Registry);
+        assert!(narrowed.reason.unwrap().contains("2 plugins"));
+        // An auth key that now belongs to the earlier plugin.
+        let mut foreign = sample();
+        foreign.auth.insert(
+            "a.io".into(),
+            AuthConfig {
+                username: "u".into(),
+                password: "p".into(),
+            },
+        );
+        assert!(foreign.served_kind(&alone_p, "r.io/x").is_ok());
+        let err = foreign.served_kind(&shared_p, "r.io/x").unwrap_err();
+        assert!(format!("{err:#}").contains("plugin \"first\""), "{err:#}");
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::answer::Answer;
 use crate::cache_key::TokenCacheType;
+use crate::token_echo;
 use anyhow::{Result, bail};
 use std::time::Duration;
 
@@ -49,17 +50,19 @@ impl CachePolicy {
         wanted.min(self.max_duration.as_secs())
     }
 
-    /// Refuses an answer whose password is the service-account token itself
-    /// unless credentials are cached per token, as the kubelet does: cached
-    /// per service account, one pod's token would be served to another pod.
+    /// Refuses an answer that carries the service-account token anywhere
+    /// (see [`crate::token_echo`]) unless credentials are cached per token:
+    /// cached per service account, one pod's token would be served to the
+    /// service account's other pods. The kubelet only refuses a password
+    /// equal to the token.
     pub fn check_token_echo(&self, answer: &Answer, token: Option<&str>) -> Result<()> {
         let Some(token) = token else { return Ok(()) };
         if self.token_cache_type == TokenCacheType::Token {
             return Ok(());
         }
-        if answer.auth.iter().any(|e| e.password == token) {
+        if let Some(found) = token_echo::find(&answer.auth, token) {
             bail!(
-                "plugin returned the service-account token as a password, which is only allowed with cache.tokenCacheType: Token (and kubelet tokenAttributes.cacheType: Token)"
+                "plugin returned {found}, which is only allowed with cache.tokenCacheType: Token (and kubelet tokenAttributes.cacheType: Token)"
             );
         }
         Ok(())
@@ -103,6 +106,18 @@ mod tests {
         };
         let sa = CachePolicy::default();
         assert!(sa.check_token_echo(&answer, Some("the-token")).is_err());
+        let mut bearer = answer.clone();
+        bearer.auth[0].password = "Bearer the-token".into();
+        let err = sa
+            .check_token_echo(&bearer, Some("the-token"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("password of auth entry 1"), "{err}");
+        assert!(!err.contains("the-token"), "{err}");
+        let mut username = answer.clone();
+        username.auth[0].password = "p".into();
+        username.auth[0].username = "the-token".into();
+        assert!(sa.check_token_echo(&username, Some("the-token")).is_err());
         assert!(sa.check_token_echo(&answer, Some("other")).is_ok());
         assert!(sa.check_token_echo(&answer, None).is_ok());
         let per_token = CachePolicy {

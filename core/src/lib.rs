@@ -6,11 +6,13 @@
 //! this crate never uses the host.
 
 pub mod answer;
+pub mod answer_scope;
 pub mod cache_entry;
 pub mod cache_key;
 pub mod cache_policy;
 pub mod capabilities;
 pub mod config;
+pub mod coverage;
 pub mod destination;
 pub mod duration;
 pub mod image;
@@ -19,3 +21,4 @@ pub mod protocol;
 pub mod proxy;
 pub mod redact;
 pub mod sa_token;
+pub mod token_echo;

@@ -44,6 +44,11 @@ impl ImagePattern {
         &self.original
     }
 
+    /// Hostname, port and path, as matching compares them.
+    pub fn parts(&self) -> &UrlParts {
+        &self.parts
+    }
+
     /// Whether this pattern selects `image`, exactly as kubelet decides.
     pub fn matches(&self, image: &str) -> bool {
         match parse_schemeless(image) {

@@ -11,11 +11,13 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wcp_core::answer::response;
+use wcp_core::answer_scope::{AnswerScope, Narrowed};
 use wcp_core::cache_entry::{Entry, FORMAT};
 use wcp_core::cache_key::{ServiceAccountKey, base_key, encode_key, entry_id, lookup_keys};
-use wcp_core::config::{HostConfig, PluginConfig};
+use wcp_core::config::{ConfigSource, HostConfig, PluginConfig};
 use wcp_core::image::registry_of;
-use wcp_core::protocol::{MAX_REQUEST_BYTES, Request, Response};
+use wcp_core::protocol::{CacheKeyType, MAX_REQUEST_BYTES, Request, Response};
+use wcp_core::redact::Redactor;
 use wcp_core::sa_token;
 
 /// Serves one kubelet request. Nothing is written to stdout unless a
@@ -73,6 +75,7 @@ fn respond(config: &HostConfig, config_path: &Path, request: &Request) -> Result
         );
         return Ok(Response::empty(request.api_version));
     };
+    let scope = AnswerScope::new(config, &plugin.name)?;
     let audit = AuditLog::open(config.audit_log.as_deref());
     let sa = sa_key(plugin, request);
     let store = match CacheStore::open(&config.cache_directory, config.cache_max_entries) {
@@ -85,7 +88,7 @@ fn respond(config: &HostConfig, config_path: &Path, request: &Request) -> Result
     let cache = store.as_ref().zip(sa.as_deref());
 
     if let Some((store, sa)) = cache
-        && let Some(hit) = lookup(store, plugin, request, sa, &audit)?
+        && let Some(hit) = lookup(store, &scope, plugin, request, sa, &audit)?
     {
         return Ok(hit);
     }
@@ -99,7 +102,7 @@ fn respond(config: &HostConfig, config_path: &Path, request: &Request) -> Result
             );
             let wait_until = Instant::now() + plugin.limits.timeout + Duration::from_secs(2);
             let lock = store.lock(&flight, wait_until);
-            if let Some(hit) = lookup(store, plugin, request, sa, &audit)? {
+            if let Some(hit) = lookup(store, &scope, plugin, request, sa, &audit)? {
                 return Ok(hit);
             }
             lock
@@ -119,10 +122,21 @@ fn respond(config: &HostConfig, config_path: &Path, request: &Request) -> Result
         .with_context(|| format!("plugin {:?}", plugin.name))?;
     let now = unix_now();
     let duration = plugin.cache.duration_secs(answer.expires_at, now);
-    let kind = answer.cache_key_type;
+    let requested = answer.cache_key_type;
     let auth = answer
         .into_auth()
         .with_context(|| format!("plugin {:?} returned an unusable answer", plugin.name))?;
+    if scope.check_keys(auth.keys()).is_err() {
+        // Again, for an error line that quotes the key (plugin output) with
+        // the token and secret config values hidden.
+        let secrets = secrets(plugin, request);
+        scope.hiding(&secrets).check_keys(auth.keys())?;
+    }
+    let kind = told(
+        plugin,
+        requested,
+        scope.cache_key_type(requested, &request.image),
+    );
     if let Some((store, sa)) = cache
         && duration > 0
     {
@@ -150,18 +164,64 @@ fn respond(config: &HostConfig, config_path: &Path, request: &Request) -> Result
     Ok(response(request.api_version, kind, duration, auth))
 }
 
-/// Kubelet's lookup order: image, registry, global.
+/// The `cacheKeyType` the kubelet is told instead of `requested`, logged
+/// when it differs (see `wcp_core::answer_scope`).
+fn told(plugin: &PluginConfig, requested: CacheKeyType, narrowed: Narrowed) -> CacheKeyType {
+    if let Some(why) = &narrowed.reason {
+        tracing::info!(
+            plugin = %plugin.name,
+            "answering with cacheKeyType {:?} instead of {requested:?}: {why}",
+            narrowed.kind
+        );
+    }
+    narrowed.kind
+}
+
+/// The request's token and the plugin's secret config values, to hide in
+/// errors that quote what the plugin returned.
+fn secrets(plugin: &PluginConfig, request: &Request) -> Redactor {
+    let mut redactor = Redactor::default();
+    if let Some(token) = &request.service_account_token {
+        redactor.add(token);
+    }
+    if let Ok(values) = plugin.resolve_values(|name| std::env::var(name).ok()) {
+        for (key, source) in &plugin.config {
+            if !matches!(source, ConfigSource::Literal(_))
+                && let Some(value) = values.get(key)
+            {
+                redactor.add(value);
+            }
+        }
+    }
+    redactor
+}
+
+/// Kubelet's lookup order: image, registry, global. An entry is served only
+/// if its auth keys are still within the plugin's images (the config may
+/// have changed since it was stored), with its `cacheKeyType` narrowed as a
+/// fresh answer's would be.
 fn lookup(
     store: &CacheStore,
+    scope: &AnswerScope,
     plugin: &PluginConfig,
     request: &Request,
     sa: &[u8],
     audit: &AuditLog,
 ) -> Result<Option<Response>> {
     let now = unix_now();
-    let scope = plugin.cache_scope();
+    let partition = plugin.cache_scope();
     for (kind, key) in lookup_keys(&request.image, sa)? {
-        if let Some(entry) = store.get(&scope, &key, now) {
+        if let Some(entry) = store.get(&partition, &key, now) {
+            let served = match entry.served_kind(scope, &request.image) {
+                Ok(narrowed) => told(plugin, entry.key_kind, narrowed),
+                Err(_) => {
+                    tracing::info!(
+                        plugin = %plugin.name,
+                        "ignoring a cached answer with an auth key outside the plugin's images (the host config changed since it was stored)"
+                    );
+                    continue;
+                }
+            };
             let remaining = entry.remaining(now).unwrap_or(0);
             let mut fields = Map::new();
             fields.insert("plugin".into(), plugin.name.clone().into());
@@ -171,7 +231,7 @@ fn lookup(
             audit.record("cache_hit", fields);
             return Ok(Some(response(
                 request.api_version,
-                entry.key_kind,
+                served,
                 remaining,
                 entry.auth,
             )));

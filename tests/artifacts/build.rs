@@ -108,6 +108,12 @@ const ARTIFACTS: &[Artifact] = &[
         file: "wcp_test_socket_probe.wasm",
         doc: "`tests/components/socket-probe`: hostile, tries raw TCP and name lookup around wasi:http.",
     },
+    Artifact {
+        name: "ANSWER_FORGE",
+        workspace: "tests/components",
+        file: "wcp_test_answer_forge.wasm",
+        doc: "`tests/components/answer-forge`: hostile, answers with the auth keys, cacheKeyType and token placement of its config.",
+    },
 ];
 
 /// Other inputs of the components besides their workspaces.

@@ -9,8 +9,10 @@
 //!   the host's `configFromFile` (a root-only file) or `configFromEnv` (a
 //!   variable from the kubelet provider's `env`) instead of `config`.
 //! - `matchKey` (optional): the auth key the credential is returned under,
-//!   e.g. `*.registry.example.com`, instead of the image's registry
-//!   `host[:port]`.
+//!   e.g. `*.registry.example.com` or `registry.example.com/team-a`, instead
+//!   of the image's registry `host[:port]`. The host refuses a key that
+//!   reaches beyond the plugin's `matchImages`, so a plugin selected by a
+//!   path (`registry.example.com/team-a`) needs it.
 //!
 //! The answer is cached per registry and has no expiry, so the kubelet's
 //! `defaultCacheDuration` applies.
