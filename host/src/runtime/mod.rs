@@ -17,7 +17,7 @@ use crate::sandbox::Sandbox;
 use crate::tls::TlsPolicy;
 use anyhow::{Context, Result, anyhow, bail};
 use bindings::v0_1 as api;
-use guest_log::GuestLog;
+use guest_log::{GuestLog, clean};
 use outbound::OutboundHooks;
 use state::PluginState;
 use std::sync::Arc;
@@ -284,10 +284,6 @@ fn describe_failure(
         );
     }
     anyhow!("plugin {name:?} failed: {}", clean(redactor, &text))
-}
-
-fn clean(redactor: &Redactor, text: &str) -> String {
-    guest_log::cap(&redactor.redact(text)).replace(['\n', '\r'], " ")
 }
 
 fn to_answer(credentials: api::exports::wcp::credential_provider::provider::Credentials) -> Answer {
