@@ -5,7 +5,8 @@
 //! empty means deny-all, and nothing is ever granted automatically.
 
 use crate::destination::{Cidr, Destination, Origin, Scheme, special_range};
-use anyhow::{Context, Result, bail};
+use crate::names::{check_config_key, check_count, check_env_name, shown};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -49,24 +50,42 @@ pub struct Declaration {
 }
 
 impl Declaration {
-    /// Parses the JSON embedded in a component.
+    /// Parses the JSON embedded in a component. Every name must follow
+    /// [`crate::names`] and every list is bounded; anything else refuses the
+    /// component (its names reach logs and `inspect`'s table).
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         if bytes.len() > MAX_DECLARATION_BYTES {
             bail!("capability declaration is larger than {MAX_DECLARATION_BYTES} bytes");
         }
         let wire: WireDeclaration = serde_json::from_slice(bytes)
             .context("capability declaration is not valid JSON of the expected shape")?;
+        check_count("outbound destinations", wire.outbound.len())?;
+        check_count("config keys", wire.config.len())?;
+        check_count("environment variables", wire.env.len())?;
         let outbound = wire
             .outbound
             .iter()
-            .map(|entry| match entry.strip_prefix(FROM_CONFIG_PREFIX) {
-                Some(key) if !key.is_empty() => {
+            .enumerate()
+            .map(|(i, entry)| match entry.strip_prefix(FROM_CONFIG_PREFIX) {
+                Some("") => bail!(
+                    "outbound[{i}]: declared destination {} names no config key",
+                    shown(entry)
+                ),
+                Some(key) => {
+                    check_config_key(key).with_context(|| format!("outbound[{i}]"))?;
                     Ok(DeclaredDestination::FromConfig(key.to_string()))
                 }
-                Some(_) => bail!("declared destination {entry:?} names no config key"),
-                None => Destination::parse(entry, Origin::Declared).map(DeclaredDestination::Fixed),
+                None => Destination::parse(entry, Origin::Declared)
+                    .map(DeclaredDestination::Fixed)
+                    .with_context(|| format!("outbound[{i}]")),
             })
             .collect::<Result<_>>()?;
+        for (i, key) in wire.config.iter().enumerate() {
+            check_config_key(key).with_context(|| format!("config[{i}]"))?;
+        }
+        for (i, name) in wire.env.iter().enumerate() {
+            check_env_name(name).with_context(|| format!("env[{i}]"))?;
+        }
         Ok(Self {
             outbound,
             config: wire.config.into_iter().collect(),
@@ -122,8 +141,9 @@ pub struct Effective {
     pub env: BTreeSet<String>,
     pub config_keys: BTreeSet<String>,
     pub service_account_token: bool,
-    /// Declared-from-config destinations whose config value is missing or
-    /// invalid; reported, never fatal on their own.
+    /// Declared-from-config destinations whose config value is not a usable
+    /// endpoint URL; reported, never fatal on their own. They name the key,
+    /// never the value (which may be a secret).
     pub problems: Vec<String>,
 }
 
@@ -143,7 +163,7 @@ impl Effective {
                     None => {}
                     Some(value) => match destination_of_url(value) {
                         Ok(d) => declared_destinations.push(d),
-                        Err(e) => problems.push(format!("config value {key:?}: {e:#}")),
+                        Err(e) => problems.push(format!("config value {key:?}: {e}")),
                     },
                 },
             }
@@ -215,13 +235,21 @@ impl Effective {
 }
 
 /// `scheme://authority` of a URL an operator configured (a path is allowed
-/// here and ignored: it is an endpoint URL, not a destination entry).
+/// here and ignored: it is an endpoint URL, not a destination entry). The
+/// error never quotes `url`: a plugin can declare `config:<key>` for any
+/// key, including one that holds a secret.
 pub fn destination_of_url(url: &str) -> Result<Destination> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .with_context(|| format!("{url:?} is not an absolute URL"))?;
+    let Some((scheme, rest)) = url.split_once("://") else {
+        bail!(
+            "the value is not an absolute URL (scheme://host[:port][/path]); its text is not shown"
+        );
+    };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    Destination::parse(&format!("{scheme}://{authority}"), Origin::Granted)
+    Destination::parse(&format!("{scheme}://{authority}"), Origin::Granted).map_err(|_| {
+        anyhow!(
+            "the value's scheme://host[:port] is not a valid destination (https or http, a DNS name or IP address, one port, no user info); its text is not shown"
+        )
+    })
 }
 
 /// Parses the operator's grant (already split into its fields).
@@ -244,7 +272,15 @@ pub fn parse_grant(
             .enumerate()
             .map(|(i, e)| Cidr::parse(e).with_context(|| format!("allowPrivateNetworks[{i}]")))
             .collect::<Result<_>>()?,
-        env: env.iter().cloned().collect(),
+        env: env
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                check_env_name(name)
+                    .with_context(|| format!("env[{i}]"))
+                    .map(|()| name.clone())
+            })
+            .collect::<Result<_>>()?,
         service_account_token,
     })
 }
@@ -411,5 +447,76 @@ mod tests {
         assert!(Declaration::parse(br#"{"outbound":["config:"]}"#).is_err());
         assert!(Declaration::parse(br#"{"outbund":[]}"#).is_err());
         assert!(Declaration::parse(b"not json").is_err());
+    }
+
+    #[test]
+    fn declared_names_are_well_formed_and_bounded() {
+        declaration(
+            r#"{"outbound":["config:sts.endpoint"],"config":["roleArn","sts.endpoint","a-b_c"],"env":["AWS_REGION","_X1"]}"#,
+        );
+        let too_many = |field: &str, item: &dyn Fn(usize) -> String| {
+            let items: Vec<String> = (0..65).map(item).collect();
+            format!("{{\"{field}\":{}}}", serde_json::to_string(&items).unwrap())
+        };
+        let cases = [
+            (r#"{"config":["\u001b[2Jevil"]}"#.to_string(), "config[0]"),
+            (r#"{"config":["ok","a\nb"]}"#.to_string(), "config[1]"),
+            (r#"{"config":["a\u202eb"]}"#.to_string(), "config[0]"),
+            (r#"{"config":[""]}"#.to_string(), "config[0]"),
+            (
+                format!(r#"{{"config":["{}"]}}"#, "k".repeat(129)),
+                "config[0]",
+            ),
+            (r#"{"env":["A\u0007B"]}"#.to_string(), "env[0]"),
+            (r#"{"env":["1A"]}"#.to_string(), "env[0]"),
+            (r#"{"env":["A-B"]}"#.to_string(), "env[0]"),
+            (
+                r#"{"outbound":["config:\u001b]0;x\u0007"]}"#.to_string(),
+                "outbound[0]",
+            ),
+            (r#"{"outbound":["config:a b"]}"#.to_string(), "outbound[0]"),
+            (too_many("config", &|i| format!("k{i}")), "at most 64"),
+            (too_many("env", &|i| format!("E{i}")), "at most 64"),
+            (
+                too_many("outbound", &|i| format!("https://h{i}.example.com")),
+                "at most 64",
+            ),
+        ];
+        for (json, want) in cases {
+            let err = format!("{:#}", Declaration::parse(json.as_bytes()).unwrap_err());
+            assert!(err.contains(want), "{json} => {err}");
+            assert!(
+                !err.chars().any(crate::escape::is_hazardous),
+                "{json} => raw control character in {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn config_problems_never_quote_the_value() {
+        let d = declaration(r#"{"outbound":["config:password","config:url"]}"#);
+        let mut values = BTreeMap::new();
+        values.insert("password".to_string(), "hunter2-secret-value".to_string());
+        values.insert(
+            "url".to_string(),
+            "https://user:hunter3@x.io:99999/".to_string(),
+        );
+        let e = Effective::new(&d, &Grant::default(), &values);
+        assert_eq!(e.problems.len(), 2, "{:?}", e.problems);
+        for problem in &e.problems {
+            assert!(!problem.contains("hunter"), "{problem}");
+            assert!(problem.contains("not shown"), "{problem}");
+        }
+        assert!(e.problems[0].contains("\"password\""), "{:?}", e.problems);
+    }
+
+    #[test]
+    fn granted_env_names_are_checked() {
+        assert!(parse_grant(&[], &[], &["AWS_REGION".into()], false).is_ok());
+        let err = format!(
+            "{:#}",
+            parse_grant(&[], &[], &["OK".into(), "BAD\u{1b}".into()], false).unwrap_err()
+        );
+        assert!(err.contains("env[1]") && err.contains("\\u{1b}"), "{err}");
     }
 }

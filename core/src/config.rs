@@ -9,6 +9,7 @@ use crate::capabilities::{Grant, parse_grant};
 use crate::duration::parse_go_duration;
 use crate::matching::ImagePattern;
 use crate::proxy::ProxyResolution;
+use crate::names::{check_config_key, check_env_name};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -365,8 +366,9 @@ fn validate_plugin(plugin: FilePlugin, base_dir: &Path) -> Result<PluginConfig> 
                 .map(|(k, v)| (k, ConfigSource::Env(v), "configFromEnv")),
         );
     for (key, source, field) in sources {
-        if key.is_empty() {
-            bail!("{field}: keys must not be empty");
+        check_config_key(&key).context(field)?;
+        if let ConfigSource::Env(var) = &source {
+            check_env_name(var).with_context(|| format!("{field}.{key}"))?;
         }
         if config.insert(key.clone(), source).is_some() {
             bail!(
@@ -655,6 +657,18 @@ plugins:
             (
                 format!("{header}plugins:\n  - name: a\n    matchImages: ['x']\n"),
                 "missing field `module`",
+            ),
+            (
+                format!(
+                    "{header}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['x']\n    config: {{\"a\\u001bb\": v}}\n"
+                ),
+                "config: config key \"a\\u{1b}b\" is not a valid name",
+            ),
+            (
+                format!(
+                    "{header}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['x']\n    configFromEnv: {{k: \"A B\"}}\n"
+                ),
+                "configFromEnv.k: environment variable name",
             ),
             ("{{{".to_string(), ""),
         ];

@@ -22,7 +22,10 @@
 //! * `env`: environment variable names the plugin reads.
 //! * `serviceAccountToken`: whether the plugin needs the pod's token.
 //!
-//! Anything not declared is denied, whatever the operator grants.
+//! Anything not declared is denied, whatever the operator grants. Names
+//! must be well formed or the host refuses the component: config keys are
+//! letters, digits, `_`, `.` and `-` (not starting with `.` or `-`), env names
+//! `[A-Za-z_][A-Za-z0-9_]*`, each at most 128 bytes, at most 64 per list.
 
 /// Embeds a capability declaration (a path relative to the plugin crate's
 /// `Cargo.toml`) into the component. Use it once per plugin:

@@ -2,7 +2,10 @@
 //! plugin call and every denial, appended to the file named by the host
 //! config's `auditLog`. It never contains tokens, passwords or config
 //! values: only plugin names, digests, registries, destinations and
-//! outcomes.
+//! outcomes. Some of those (a denied destination, a detail line) carry text
+//! a plugin chose, so every string is scrubbed like stderr
+//! ([`crate::secrets::scrub`]: registered secrets redacted, control and bidi
+//! characters escaped) before it is encoded.
 
 use serde_json::{Map, Value, json};
 use std::fs::{File, OpenOptions};
@@ -42,7 +45,8 @@ impl AuditLog {
         }
     }
 
-    /// Appends one event. `fields` must hold no secrets.
+    /// Appends one event. `fields` should hold no secrets; any registered
+    /// secret that slips in is redacted anyway.
     pub fn record(&self, event: &str, fields: Map<String, Value>) {
         let Some(file) = &self.file else { return };
         let time = SystemTime::now()
@@ -52,11 +56,38 @@ impl AuditLog {
         if let Value::Object(map) = &mut line {
             map.extend(fields);
         }
+        scrub_strings(&mut line);
         let mut text = line.to_string();
+        if crate::secrets::holds_secret(&text) {
+            // Only JSON's own escaping can produce a secret's form here
+            // (the strings were scrubbed); keep the event, not the fields.
+            text = json!({ "time": time, "event": event, "withheld": "fields matched a secret" })
+                .to_string();
+        }
         text.push('\n');
         // One write call per line: O_APPEND keeps concurrent writers' lines whole.
         if let Ok(mut file) = file.lock() {
             let _ = file.write_all(text.as_bytes());
         }
+    }
+}
+
+/// Scrubs every string (keys included) of `value` in place.
+fn scrub_strings(value: &mut Value) {
+    match value {
+        Value::String(text) => {
+            if let std::borrow::Cow::Owned(clean) = crate::secrets::scrub(text) {
+                *text = clean;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(scrub_strings),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (key, mut item) in entries {
+                scrub_strings(&mut item);
+                map.insert(crate::secrets::scrub(&key).into_owned(), item);
+            }
+        }
+        _ => {}
     }
 }

@@ -1,17 +1,25 @@
 //! `inspect`: what a component is and asks for, for security review,
 //! without instantiating or compiling it; with a host config, also what it
 //! was granted and where the two differ.
+//!
+//! The component is untrusted and its names reach a reviewer's terminal.
+//! Declared names are validated when the declaration is parsed (a bad one
+//! refuses the component), and as a second line of defence every string
+//! the table prints has its control and bidi characters escaped, and the
+//! JSON output writes them as `\uXXXX` escapes (the same data, decoded).
 
 use crate::imports::{self, Class};
 use crate::{manifest, module};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::path::Path;
 use wasmparser::{Parser, Payload};
 use wcp_core::capabilities::{Declaration, DeclaredDestination};
 use wcp_core::config::{HostConfig, PluginConfig};
+use wcp_core::escape::{escape_controls, is_hazardous};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -123,7 +131,10 @@ pub fn run(wasm: &Path, config: Option<&Path>, output: Output) -> Result<()> {
         plugins,
     };
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Json => println!(
+            "{}",
+            json_without_hazards(&serde_json::to_string_pretty(&report)?)
+        ),
         Output::Table => print_table(&report),
     }
     Ok(())
@@ -245,23 +256,44 @@ fn top_level_names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>)> {
     Ok((imports, exports))
 }
 
+/// JSON text with every control or bidi character written as a `\uXXXX`
+/// escape. serde_json escapes C0 controls inside strings but writes C1 and
+/// bidi characters raw; outside strings only the layout's newlines occur.
+fn json_without_hazards(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c != '\n' && is_hazardous(c) {
+            // Every hazardous character is in the Basic Multilingual Plane.
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One value for the table: control and bidi characters escaped.
+fn esc(text: &str) -> Cow<'_, str> {
+    escape_controls(text)
+}
+
 fn list(items: &[String]) -> String {
     if items.is_empty() {
         "(none)".into()
     } else {
-        items.join(", ")
+        items.iter().map(|i| esc(i)).collect::<Vec<_>>().join(", ")
     }
 }
 
 fn print_table(r: &Report) {
-    println!("component       {}", r.file);
+    println!("component       {}", esc(&r.file));
     println!("size            {} bytes", r.size);
     println!("sha256          {}", r.sha256);
     println!(
         "provider API    {}",
         r.provider_api.as_deref().map_or(
             "none: not a wcp:credential-provider component".to_string(),
-            |v| format!("wcp:credential-provider@{v}")
+            |v| format!("wcp:credential-provider@{}", esc(v))
         )
     );
     println!("exports         {}", list(&r.exports));
@@ -276,18 +308,23 @@ fn print_table(r: &Report) {
     );
     println!();
     println!("IMPORTS");
-    let width = r.imports.iter().map(|i| i.name.len()).max().unwrap_or(0);
+    let width = r
+        .imports
+        .iter()
+        .map(|i| esc(&i.name).len())
+        .max()
+        .unwrap_or(0);
     for i in &r.imports {
         let class = match i.class {
             Some(Class::Gated) => "gated",
             Some(Class::Harmless) => "harmless",
             None => "REFUSED",
         };
-        println!("  {:width$}  {class:8}  {}", i.name, i.why);
+        println!("  {:width$}  {class:8}  {}", esc(&i.name), i.why);
     }
     for p in &r.plugins {
         println!();
-        println!("GRANTED to plugin {:?}", p.plugin);
+        println!("GRANTED to plugin \"{}\"", esc(&p.plugin));
         println!(
             "  sha256 pin            {}",
             match p.sha256_pinned {

@@ -27,6 +27,7 @@ pub fn invoke(
     config_path: &std::path::Path,
 ) -> Result<Outcome> {
     let values = plugin.resolve_values(|name| std::env::var(name).ok())?;
+    crate::secrets::register_config_values(plugin, &values);
     let module = module::load(plugin)?;
     tracing::debug!(plugin = %plugin.name, sha256 = %module.sha256, "module verified");
     let declaration = manifest::declaration(&module.bytes).with_context(|| {

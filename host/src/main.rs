@@ -20,6 +20,7 @@ mod manifest;
 mod module;
 mod runtime;
 mod sandbox;
+mod secrets;
 mod serve;
 mod tls;
 

@@ -26,6 +26,9 @@ pub fn serve(config_path: &Path) -> Result<()> {
     let t0 = Instant::now();
     let input = read_stdin()?;
     let request = Request::decode(&input)?;
+    if let Some(token) = &request.service_account_token {
+        crate::secrets::register(token);
+    }
     let t_request = Instant::now();
     let config = HostConfig::load(config_path)?;
     let t_config = Instant::now();

@@ -114,6 +114,18 @@ const ARTIFACTS: &[Artifact] = &[
         file: "wcp_test_answer_forge.wasm",
         doc: "`tests/components/answer-forge`: hostile, answers with the auth keys, cacheKeyType and token placement of its config.",
     },
+    Artifact {
+        name: "HOSTILE_TEXT",
+        workspace: "tests/components",
+        file: "wcp_test_hostile_text.wasm",
+        doc: "`tests/components/hostile-text`: hostile, forges lines, prints control and bidi characters, and echoes the token and a secret in many forms.",
+    },
+    Artifact {
+        name: "HOSTILE_NAMES",
+        workspace: "tests/components",
+        file: "wcp_test_hostile_names.wasm",
+        doc: "`tests/components/hostile-names`: hostile, declares a config key and an env name carrying terminal escapes.",
+    },
 ];
 
 /// Other inputs of the components besides their workspaces.

@@ -1,9 +1,12 @@
 //! Security events raised while a plugin runs (denied destinations,
 //! prohibited addresses, oversized responses, TLS failures). They go to the
 //! audit log, and they explain a failure in the one stderr line the kubelet
-//! shows.
+//! shows. Both writers redact registered secrets (a plugin can put the
+//! token in a host name it is denied).
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
+use wcp_core::escape::escape_controls;
 
 /// One denial or cut-off.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,9 +32,20 @@ pub const MAX_EVENTS: usize = 64;
 pub struct Events(Arc<Mutex<Vec<Event>>>);
 
 impl Events {
-    pub fn push(&self, event: Event) {
+    /// Records `event`. Its text is built from what the plugin asked for
+    /// (a host name, a port), so control characters are escaped here;
+    /// secrets are redacted where it is written.
+    pub fn push(&self, mut event: Event) {
         if self.0.lock().is_ok_and(|events| events.len() >= MAX_EVENTS) {
             return;
+        }
+        for text in [&mut event.destination, &mut event.detail]
+            .into_iter()
+            .chain(event.address.as_mut())
+        {
+            if let Cow::Owned(clean) = escape_controls(text) {
+                *text = clean;
+            }
         }
         tracing::info!(
             error.type = event.kind,

@@ -1,7 +1,12 @@
 //! Everything a plugin says (log calls, stdout, stderr) goes to the host's
 //! stderr log, prefixed with the plugin name, redacted and capped. It never
 //! reaches the host's stdout, which belongs to the kubelet protocol.
+//!
+//! One log call is one line: newlines and every other control or bidi
+//! character in plugin text are escaped ([`wcp_core::escape`]), so a plugin
+//! cannot forge a line that looks like the host's own.
 
+use wcp_core::escape::escape_controls;
 use wcp_core::redact::Redactor;
 
 /// Most log lines one plugin call may emit.
@@ -39,7 +44,7 @@ impl GuestLog {
             return;
         }
         self.emitted += 1;
-        let line = cap(&self.redactor.redact(message));
+        let line = clean(&self.redactor, message);
         let plugin = self.plugin.as_str();
         match level {
             tracing::Level::ERROR => tracing::error!(plugin, source, "{line}"),
@@ -50,9 +55,12 @@ impl GuestLog {
         }
     }
 
-    /// Logs captured stdout/stderr bytes line by line at info level.
+    /// Logs captured stdout/stderr bytes line by line at info level. The
+    /// whole capture is redacted before it is split, so a multi-line secret
+    /// is caught as a whole (its lines are also caught one by one).
     pub fn emit_captured(&mut self, source: &str, bytes: &[u8]) {
-        for line in String::from_utf8_lossy(bytes).lines() {
+        let text = self.redactor.redact(&String::from_utf8_lossy(bytes));
+        for line in text.lines() {
             if !line.trim().is_empty() {
                 self.emit(tracing::Level::INFO, source, line);
             }
@@ -65,6 +73,12 @@ impl GuestLog {
             tracing::info!(plugin = %self.plugin, "dropped {} further log lines", self.dropped);
         }
     }
+}
+
+/// Plugin text made fit for one line of the host's stderr: secrets
+/// redacted, control and bidi characters escaped, length capped.
+pub fn clean(redactor: &Redactor, text: &str) -> String {
+    cap(&escape_controls(&redactor.redact(text)))
 }
 
 /// Cuts `text` to [`MAX_LINE_BYTES`] at a character boundary.

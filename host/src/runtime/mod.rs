@@ -18,7 +18,7 @@ use crate::sandbox::Sandbox;
 use crate::tls::TlsPolicy;
 use anyhow::{Context, Result, anyhow, bail};
 use bindings::v0_1 as api;
-use guest_log::GuestLog;
+use guest_log::{GuestLog, clean};
 use limiter::{CallLimiter, MemoryLimitExceeded};
 use outbound::OutboundHooks;
 use state::PluginState;
@@ -310,10 +310,6 @@ fn describe_failure(
         );
     }
     anyhow!("plugin {name:?} failed: {}", clean(redactor, &text))
-}
-
-fn clean(redactor: &Redactor, text: &str) -> String {
-    guest_log::cap(&redactor.redact(text)).replace(['\n', '\r'], " ")
 }
 
 fn to_answer(credentials: api::exports::wcp::credential_provider::provider::Credentials) -> Answer {
