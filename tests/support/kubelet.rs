@@ -4,7 +4,7 @@
 //! EOF, stdout and stderr buffered and read after exit, SIGKILL at 60 s.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,9 +35,6 @@ pub struct Exec {
     pub stderr: String,
     pub elapsed: Duration,
     pub killed: bool,
-    /// Peak resident set of the process (of the wrapper's last exec'd
-    /// program when wrapped), in KiB.
-    pub peak_rss_kib: u64,
 }
 
 impl Exec {
@@ -85,8 +82,8 @@ impl Provider {
         }
     }
 
-    /// Runs the binary as the last arguments of `wrapper` (which must end
-    /// by exec'ing it, so that timing and peak RSS are the host's).
+    /// Runs the binary as the last arguments of `wrapper` (a command that
+    /// runs it: `unshare ...`, a peak-RSS probe).
     pub fn wrapped(mut self, wrapper: &[&str]) -> Self {
         self.wrapper = wrapper.iter().map(|s| s.to_string()).collect();
         self
@@ -128,8 +125,6 @@ impl Provider {
             command.env(name, value);
         }
         let start = Instant::now();
-        // Reaped below with wait4, which clippy cannot see.
-        #[allow(clippy::zombie_processes)]
         let mut child = command.spawn().expect("spawn provider");
         let mut stdin_pipe = child.stdin.take().unwrap();
         let input = stdin.to_vec();
@@ -147,39 +142,18 @@ impl Provider {
             }
             false
         });
-        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-            std::thread::spawn(move || {
-                let mut bytes = Vec::new();
-                if let Some(mut pipe) = pipe {
-                    let _ = pipe.read_to_end(&mut bytes);
-                }
-                bytes
-            })
-        };
-        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
-        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
-        // wait4 rather than Child::wait: it also reports the peak RSS of
-        // this one child (RUSAGE_CHILDREN would mix in other tests' execs).
-        let mut status = 0;
-        // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: `pid` is our child, not yet waited for.
-        let waited = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
-        assert_eq!(waited, pid as libc::pid_t, "wait4 failed");
+        let output = child.wait_with_output().expect("wait for provider");
         let elapsed = start.elapsed();
         let _ = done_tx.send(());
         let killed = killer.join().unwrap();
         let _ = writer.join();
-        let exited = libc::WIFEXITED(status);
-        let code = exited.then(|| libc::WEXITSTATUS(status));
         Exec {
-            success: code == Some(0),
-            code,
-            stdout: stdout.join().unwrap(),
-            stderr: String::from_utf8_lossy(&stderr.join().unwrap()).into_owned(),
+            success: output.status.success(),
+            code: output.status.code(),
+            stdout: output.stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             elapsed,
             killed,
-            peak_rss_kib: usage.ru_maxrss as u64,
         }
     }
 

@@ -302,7 +302,17 @@ fn describe_failure(
             other => anyhow!("plugin {name:?} trapped: {other}"),
         };
     }
-    let text = format!("{err:#}");
+    // The wasm backtrace wasmtime attaches is addresses of a third party's
+    // code: useless in the kubelet's one line, so only the causes remain.
+    let backtrace = err
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .map(ToString::to_string);
+    let text = err
+        .chain()
+        .map(ToString::to_string)
+        .filter(|cause| Some(cause) != backtrace.as_ref())
+        .collect::<Vec<_>>()
+        .join(": ");
     if text.contains("forcing trap when growing memory") || text.contains("memory limit") {
         return anyhow!(
             "plugin {name:?} exceeded its memory limit of {} MiB",
