@@ -21,7 +21,7 @@ use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::hash::{Hash, Hasher};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -35,8 +35,11 @@ const MAX_ARTIFACT_BYTES: u64 = 512 * 1024 * 1024;
 pub enum Provenance {
     /// Loaded from a verified artifact.
     Loaded,
-    /// Compiled now and stored.
+    /// Compiled now (by this exec's compile child) and stored.
     Compiled,
+    /// Loaded from the artifact a concurrent exec's compile child stored
+    /// while this exec waited for it.
+    Waited,
     /// An artifact existed but was refused (the reason); compiled now.
     Recompiled(String),
     /// Compiled now; the artifact cache is unusable (the reason).
@@ -48,6 +51,7 @@ impl Provenance {
         match self {
             Provenance::Loaded => "loaded".into(),
             Provenance::Compiled => "compiled".into(),
+            Provenance::Waited => "loaded after a concurrent compile".into(),
             Provenance::Recompiled(why) => format!("recompiled: {why}"),
             Provenance::Uncached(why) => format!("compiled, not cached: {why}"),
         }
@@ -75,8 +79,80 @@ impl<'a> ArtifactStore<'a> {
         })
     }
 
+    fn stem(&self, wasm_sha256: &str) -> String {
+        format!("{wasm_sha256}-{}", self.compat)
+    }
+
     fn file_name(&self, wasm_sha256: &str) -> String {
-        format!("{wasm_sha256}-{}.cwasm", self.compat)
+        format!("{}.cwasm", self.stem(wasm_sha256))
+    }
+
+    /// The lock file of the artifact's compile (created 0600, not locked
+    /// yet). Whoever holds its `flock` is compiling that artifact; the lock
+    /// ends with the last process holding the open file, so a compile that
+    /// crashes or is killed never leaves it held.
+    pub fn compile_lock(&self, wasm_sha256: &str) -> Result<std::fs::File> {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).mode(0o600);
+        let file = self
+            .dir
+            .open_with(format!("{}.compile.lock", self.stem(wasm_sha256)), &options)
+            .context("cannot open the compile lock")?;
+        Ok(file.into_std())
+    }
+
+    /// A fresh log for a background compile's stderr (0600, truncated).
+    /// It stays only if that compile fails: see [`Self::last_compile_failure`].
+    pub fn compile_log(&self, wasm_sha256: &str) -> Result<std::fs::File> {
+        let name = self.compile_log_name(wasm_sha256);
+        let _ = self.dir.remove_file(&name);
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true).mode(0o600);
+        let file = self
+            .dir
+            .open_with(&name, &options)
+            .context("cannot create the compile log")?;
+        Ok(file.into_std())
+    }
+
+    fn compile_log_name(&self, wasm_sha256: &str) -> String {
+        format!("{}.compile.log", self.stem(wasm_sha256))
+    }
+
+    /// Removes the compile log: the last compile of this artifact succeeded.
+    pub fn clear_compile_log(&self, wasm_sha256: &str) {
+        let _ = self.dir.remove_file(self.compile_log_name(wasm_sha256));
+    }
+
+    /// When the last compile of this artifact ended without storing it, and
+    /// the last line it wrote (the reason, empty if it was killed). Only
+    /// meaningful while no one holds [`Self::compile_lock`] and the artifact
+    /// is missing.
+    pub fn last_compile_failure(
+        &self,
+        wasm_sha256: &str,
+    ) -> Option<(std::time::SystemTime, String)> {
+        const TAIL: u64 = 4096;
+        let name = self.compile_log_name(wasm_sha256);
+        let meta = self.dir.symlink_metadata(&name).ok()?;
+        if !meta.is_file() || meta.uid() != self.uid {
+            return None;
+        }
+        let when = meta.modified().ok()?.into_std();
+        let mut file = self.dir.open(&name).ok()?;
+        let skip = meta.len().saturating_sub(TAIL);
+        file.seek(std::io::SeekFrom::Start(skip)).ok()?;
+        let mut tail = Vec::new();
+        file.take(TAIL).read_to_end(&mut tail).ok()?;
+        let text = String::from_utf8_lossy(&tail);
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .trim_start_matches("wasm-credential-provider: error: ");
+        Some((when, escape_controls(line)))
     }
 
     fn mac(&self, wasm_sha256: &str, code: &[u8]) -> Hmac<Sha256> {
@@ -150,6 +226,19 @@ impl<'a> ArtifactStore<'a> {
         self.dir.rename(&tmp, self.dir, &name)?;
         Ok(())
     }
+}
+
+/// `text` with control characters escaped, for a line the kubelet logs.
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Names the engine an artifact was compiled for. wasmtime's own

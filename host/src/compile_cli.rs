@@ -1,42 +1,84 @@
-//! `compile`: precompile every configured plugin at install time, so that
+//! `compile`: precompile the configured plugins at install time, so that
 //! even the first kubelet exec loads native code instead of compiling.
+//!
+//! An exec that finds no artifact runs this same subcommand for its one
+//! plugin in the background (`--plugin NAME`, with the hidden
+//! `--time-limit`: see `runtime::compile`). Every compile is recorded in
+//! the audit log as a `compile` event.
 
 use anyhow::Result;
 use std::path::Path;
+use std::time::Duration;
 #[cfg(feature = "compiler")]
 use {
     crate::artifact::ArtifactStore,
+    crate::audit::AuditLog,
     crate::cache::CacheStore,
     crate::{module, runtime},
-    anyhow::Context,
+    anyhow::{Context, bail},
+    serde_json::Map,
+    std::sync::{Arc, Mutex},
     std::time::Instant,
     wcp_core::config::HostConfig,
 };
 
 #[cfg(not(feature = "compiler"))]
-pub fn run(_config: &Path) -> Result<()> {
+pub fn run(_config: &Path, _plugin: Option<&str>, _time_limit: Option<Duration>) -> Result<()> {
     anyhow::bail!(
         "this runtime-only build has no compiler: run `wasm-credential-provider-compile --config <file> compile`"
     )
 }
 
+/// Compiles every plugin of `config` (only `plugin` if given) that has no
+/// valid artifact. With `time_limit`, the process ends (status 3) once that
+/// much wall clock has passed, whatever it is doing.
 #[cfg(feature = "compiler")]
-pub fn run(config: &Path) -> Result<()> {
-    let config = HostConfig::load(config)?;
+pub fn run(config_path: &Path, plugin: Option<&str>, time_limit: Option<Duration>) -> Result<()> {
+    let current = Current::default();
+    if let Some(limit) = time_limit {
+        watchdog(limit, current.clone());
+    }
+    let config = HostConfig::load(config_path)?;
+    let audit = Arc::new(AuditLog::open(config.audit_log.as_deref()));
+    let background = time_limit.is_some();
+    let plugins: Vec<_> = match plugin {
+        None => config.plugins.iter().collect(),
+        Some(name) => {
+            let Some(found) = config.plugins.iter().find(|p| p.name == name) else {
+                bail!("{} has no plugin named {name:?}", config_path.display());
+            };
+            vec![found]
+        }
+    };
     let cache = CacheStore::open(&config.cache_directory, config.cache_max_entries)?;
     let engine = runtime::engine::new()?;
     let store = ArtifactStore::open(cache.dir(), cache.uid())?;
-    for plugin in &config.plugins {
+    for plugin in plugins {
         let module = module::load(plugin)?;
         match store.load(&engine, &module.sha256) {
             Ok(Some(_)) => {
                 println!("{}: up to date ({})", plugin.name, module.sha256);
+                store.clear_compile_log(&module.sha256);
                 continue;
             }
             Ok(None) => {}
             Err(e) => println!("{}: replacing unusable artifact: {e:#}", plugin.name),
         }
         let started = Instant::now();
+        let record = |outcome: &str| {
+            let mut fields = Map::new();
+            fields.insert("plugin".into(), plugin.name.clone().into());
+            fields.insert("sha256".into(), module.sha256.clone().into());
+            fields.insert("background".into(), background.into());
+            fields.insert("outcome".into(), outcome.into());
+            fields.insert(
+                "durationMs".into(),
+                (started.elapsed().as_secs_f64() * 1000.0).into(),
+            );
+            audit.record("compile", fields);
+        };
+        *current.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((audit.clone(), plugin.name.clone(), module.sha256.clone()));
         let code = engine
             .precompile_component(&module.bytes)
             .map_err(anyhow::Error::from)
@@ -46,10 +88,14 @@ pub fn run(config: &Path) -> Result<()> {
                     plugin.name,
                     plugin.module.display()
                 )
-            })?;
+            })
+            .inspect_err(|_| record("failed"))?;
         store
             .store(&module.sha256, &code)
-            .with_context(|| format!("plugin {:?}: cannot store the artifact", plugin.name))?;
+            .with_context(|| format!("plugin {:?}: cannot store the artifact", plugin.name))
+            .inspect_err(|_| record("failed"))?;
+        store.clear_compile_log(&module.sha256);
+        record("compiled");
         println!(
             "{}: compiled {} ({} bytes of wasm -> {} bytes) in {:.0} ms",
             plugin.name,
@@ -60,4 +106,39 @@ pub fn run(config: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What a background compile is compiling, for its watchdog's audit event.
+#[cfg(feature = "compiler")]
+type Current = Arc<Mutex<Option<(Arc<AuditLog>, String, String)>>>;
+
+/// Ends the process `limit` after it started, with a line on stderr (the
+/// compile log) and a `compile` audit event saying so.
+#[cfg(feature = "compiler")]
+fn watchdog(limit: Duration, current: Current) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        let what = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let name = match what {
+            Some((audit, plugin, sha256)) => {
+                let mut fields = Map::new();
+                fields.insert("plugin".into(), plugin.clone().into());
+                fields.insert("sha256".into(), sha256.into());
+                fields.insert("background".into(), true.into());
+                fields.insert("outcome".into(), "time_limit".into());
+                fields.insert("durationMs".into(), (limit.as_secs_f64() * 1000.0).into());
+                audit.record("compile", fields);
+                format!("plugin {plugin:?}")
+            }
+            None => "the plugins".to_string(),
+        };
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "wasm-credential-provider: error: compiling {name} did not finish within the {}s limit of a background compile; compile it at install time",
+            limit.as_secs()
+        );
+        // SAFETY: _exit ends the process at once; nothing runs after it.
+        unsafe { libc::_exit(3) }
+    });
 }

@@ -9,6 +9,7 @@
 
 mod artifact;
 mod audit;
+mod budget;
 mod cache;
 mod cache_cli;
 mod compile_cli;
@@ -58,8 +59,18 @@ enum Command {
         output: inspect::Output,
     },
     /// Precompile every plugin of the host config given with --config into
-    /// the cache directory (run at install time; execs also do it on first use).
-    Compile,
+    /// the cache directory. Run it at install time: an exec that finds no
+    /// artifact compiles in the background and fails if that does not finish
+    /// within the plugin's timeout.
+    Compile {
+        /// Only this plugin.
+        #[arg(long, value_name = "NAME")]
+        plugin: Option<String>,
+        /// End the process after this many seconds (the bound of an exec's
+        /// background compile).
+        #[arg(long, value_name = "SECONDS", hide = true)]
+        time_limit: Option<u64>,
+    },
     /// The credential cache of the host config given with --config.
     Cache {
         #[command(subcommand)]
@@ -79,7 +90,7 @@ enum CacheAction {
 }
 
 fn main() -> ExitCode {
-    let started = std::time::Instant::now();
+    let started = budget::start();
     let cli = Cli::parse();
     logging::init();
     let result = match (cli.command, cli.config) {
@@ -91,10 +102,14 @@ fn main() -> ExitCode {
             }),
             _,
         ) => inspect::run(&wasm, config.as_deref(), output),
-        (Some(Command::Cache { .. } | Command::Compile), None) => {
+        (Some(Command::Cache { .. } | Command::Compile { .. }), None) => {
             Err(anyhow::anyhow!("this command needs --config <FILE>"))
         }
-        (Some(Command::Compile), Some(config)) => compile_cli::run(&config),
+        (Some(Command::Compile { plugin, time_limit }), Some(config)) => compile_cli::run(
+            &config,
+            plugin.as_deref(),
+            time_limit.map(std::time::Duration::from_secs),
+        ),
         (
             Some(Command::Cache {
                 action: CacheAction::List,

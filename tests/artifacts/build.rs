@@ -2,6 +2,8 @@
 //! wasmtime's `crates/test-programs/artifacts` does, and writes one path
 //! constant per component to `$OUT_DIR/artifacts.rs`. The tests then run
 //! the components built from the current sources, never stale copies.
+//! Hostile components no toolchain emits are derived from built ones (see
+//! `DERIVED`) into `<target>/wasm32-artifacts/derived/`.
 
 use anyhow::{Context, Result, bail, ensure};
 use std::collections::BTreeSet;
@@ -128,6 +130,48 @@ const ARTIFACTS: &[Artifact] = &[
     },
 ];
 
+/// A component the tests need that no real toolchain emits, derived from a
+/// built one by appending core modules to it (see [`append_core_instances`]).
+struct Derived {
+    /// The constant's name in `wcp_test_artifacts`.
+    name: &'static str,
+    /// The built component it extends (a `file` of [`ARTIFACTS`]).
+    base: &'static str,
+    /// The file written to `<target>/wasm32-artifacts/derived/`.
+    file: &'static str,
+    /// Appends to the base component's bytes.
+    derive: fn(&[u8]) -> Result<Vec<u8>>,
+    /// The constant's doc comment.
+    doc: &'static str,
+}
+
+const DERIVED: &[Derived] = &[
+    Derived {
+        name: "SLOW_COMPILE",
+        base: "wcp_plugin_static.wasm",
+        file: "wcp_test_slow_compile.wasm",
+        derive: slow_compile,
+        doc: "hostile: `plugins/static` (answers like [`STATIC_PLUGIN`]) plus one \
+              core module whose single function (a few KiB of wasm) takes Cranelift \
+              seconds to compile: about 8 s of CPU in this repository's dev profile, on \
+              one compiler thread however many cores there are (see `slow_compile` in \
+              `tests/artifacts/build.rs`). Instantiating it runs nothing.",
+    },
+    Derived {
+        name: "MULTI_MEMORY",
+        base: "wcp_plugin_static.wasm",
+        file: "wcp_test_multi_memory.wasm",
+        derive: multi_memory,
+        doc: "hostile: `plugins/static` plus a core module with one 31 MiB (496-page) memory \
+              and a start function that fills all of it, instantiated as many times as \
+              brings the component to 16 memories (the host's per-store count limit; \
+              the static plugin has one, so 15 instances). Each memory is under a \
+              `memoryMiB: 32` limit, their sum (~465 MiB plus the plugin's own) is not: \
+              instantiation, i.e. inside the plugin's deadline, touches every page \
+              (peak RSS of the host at c863971: ~500 MB).",
+    },
+];
+
 /// Other inputs of the components besides their workspaces.
 const SHARED_INPUTS: &[&str] = &["guest-sdk", "wit"];
 
@@ -214,6 +258,33 @@ fn run() -> Result<()> {
             .with_context(|| format!("{} is not valid UTF-8", path.display()))?;
         writeln!(code, "/// {}", artifact.doc)?;
         writeln!(code, "pub const {}: &str = {path:?};", artifact.name)?;
+    }
+    let derived_dir = target_dir.join("derived");
+    std::fs::create_dir_all(&derived_dir)
+        .with_context(|| format!("cannot create {}", derived_dir.display()))?;
+    for derived in DERIVED {
+        let base = release_dir.join(derived.base);
+        let bytes =
+            std::fs::read(&base).with_context(|| format!("cannot read {}", base.display()))?;
+        let out = (derived.derive)(&bytes)
+            .and_then(|out| {
+                wasmparser::Validator::new()
+                    .validate_all(&out)
+                    .context("the result does not validate")?;
+                Ok(out)
+            })
+            .with_context(|| format!("cannot derive {} from {}", derived.name, base.display()))?;
+        let path = derived_dir.join(derived.file);
+        // Rewritten only when changed, so that its mtime means something.
+        if std::fs::read(&path).ok().as_deref() != Some(&out[..]) {
+            std::fs::write(&path, &out)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        let path = path
+            .to_str()
+            .with_context(|| format!("{} is not valid UTF-8", path.display()))?;
+        writeln!(code, "/// {}", derived.doc)?;
+        writeln!(code, "pub const {}: &str = {path:?};", derived.name)?;
     }
     let generated = out_dir.join("artifacts.rs");
     std::fs::write(&generated, code)
@@ -325,4 +396,193 @@ fn rerun_if_changed(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Appends to `component` a core module section holding `module`, then a
+/// core instance section instantiating it `instances` times with no
+/// imports. Appending keeps every index the component already uses valid;
+/// the new module's index is the number of core modules its top level
+/// already defines. A core instance's start function runs when the
+/// component is instantiated, i.e. inside the plugin's deadline; nothing
+/// refers to the new instances, and the component's world is unchanged.
+fn append_core_instances(
+    component: &[u8],
+    module: &wasm_encoder::Module,
+    instances: u32,
+) -> Result<Vec<u8>> {
+    use wasm_encoder::{ComponentSection, Encode, InstanceSection, ModuleArg, ModuleSection};
+    ensure!(
+        wasmparser::Parser::is_component(component),
+        "the base is not a component"
+    );
+    let index = core_module_count(component)?;
+    let mut out = component.to_vec();
+    let modules = ModuleSection(module);
+    out.push(modules.id());
+    modules.encode(&mut out);
+    let mut section = InstanceSection::new();
+    for _ in 0..instances {
+        section.instantiate(index, std::iter::empty::<(&str, ModuleArg)>());
+    }
+    out.push(section.id());
+    section.encode(&mut out);
+    Ok(out)
+}
+
+/// The size of the top-level core module index space of `component`:
+/// module sections, plus modules brought in by imports, aliases and exports.
+fn core_module_count(component: &[u8]) -> Result<u32> {
+    use wasmparser::{
+        ComponentAlias, ComponentExternalKind, ComponentOuterAliasKind, ComponentTypeRef, Payload,
+    };
+    let mut depth = 0usize;
+    let mut count = 0u32;
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        let payload = payload?;
+        let top = depth == 0;
+        match payload {
+            Payload::ModuleSection { .. } => {
+                count += u32::from(top);
+                depth += 1;
+            }
+            Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if top => {
+                for import in reader {
+                    count += u32::from(matches!(import?.ty, ComponentTypeRef::Module(_)));
+                }
+            }
+            Payload::ComponentAliasSection(reader) if top => {
+                for alias in reader {
+                    count += u32::from(matches!(
+                        alias?,
+                        ComponentAlias::InstanceExport {
+                            kind: ComponentExternalKind::Module,
+                            ..
+                        } | ComponentAlias::Outer {
+                            kind: ComponentOuterAliasKind::CoreModule,
+                            ..
+                        }
+                    ));
+                }
+            }
+            Payload::ComponentExportSection(reader) if top => {
+                for export in reader {
+                    count += u32::from(export?.kind == ComponentExternalKind::Module);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(count)
+}
+
+/// Linear memories defined by all core modules of `component`.
+fn defined_memories(component: &[u8]) -> Result<u32> {
+    let mut count = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        if let wasmparser::Payload::MemorySection(reader) = payload? {
+            count += reader.count();
+        }
+    }
+    Ok(count)
+}
+
+/// Nesting depth and number of `i64` locals of [`slow_compile`]'s function.
+/// Compile time grows much faster than either (measured with the dev
+/// profile, CPU time: 200 × 200 5 s, 200 × 240 8 s, 240 × 200 19 s,
+/// 280 × 280 44 s; peak RSS 110-175 MB), so change them in small steps.
+const SLOW_LOOPS: u32 = 200;
+const SLOW_LOCALS: u32 = 240;
+
+/// [`SLOW_COMPILE`]: one function of `SLOW_LOOPS` nested loops whose
+/// innermost body updates each of `SLOW_LOCALS` locals from its neighbour
+/// and branches back to every loop. Every local then needs a block
+/// parameter at every loop header and every back edge passes all of them,
+/// so the IR (and Cranelift's SSA construction and register allocation)
+/// grows with at least loops × locals while the wasm stays a few KiB. It is one
+/// function on purpose: the parallel compiler cannot spread it over cores,
+/// so its compile time does not shrink on a bigger machine. Never called.
+fn slow_compile(base: &[u8]) -> Result<Vec<u8>> {
+    use wasm_encoder::{
+        BlockType, CodeSection, Function, FunctionSection, Module, TypeSection, ValType,
+    };
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    let mut functions = FunctionSection::new();
+    functions.function(0);
+    let mut body = Function::new([(SLOW_LOCALS, ValType::I64)]);
+    let mut sink = body.instructions();
+    for _ in 0..SLOW_LOOPS {
+        sink.loop_(BlockType::Empty);
+    }
+    for i in 0..SLOW_LOCALS {
+        sink.local_get(i)
+            .local_get((i + 1) % SLOW_LOCALS)
+            .i64_mul()
+            .i64_const(i64::from(i) * 2 + 1)
+            .i64_add()
+            .local_set(i);
+    }
+    for depth in 0..SLOW_LOOPS {
+        sink.local_get(depth % SLOW_LOCALS).i64_eqz().br_if(depth);
+    }
+    for _ in 0..SLOW_LOOPS {
+        sink.end();
+    }
+    sink.end();
+    let mut code = CodeSection::new();
+    code.function(&body);
+    let mut module = Module::new();
+    module.section(&types).section(&functions).section(&code);
+    append_core_instances(base, &module, 1)
+}
+
+/// Pages of each [`multi_memory`] memory: 31 MiB, under a 32 MiB limit.
+const MEMORY_PAGES: u64 = 496;
+/// Memories per store the host allows (`StoreLimits::memories`).
+const STORE_MEMORIES: u32 = 16;
+
+/// [`MULTI_MEMORY`]: a module with one `MEMORY_PAGES` memory whose start
+/// function fills it (`memory.fill` of a non-zero byte, so every page is
+/// written), instantiated until the component has `STORE_MEMORIES` memories.
+fn multi_memory(base: &[u8]) -> Result<Vec<u8>> {
+    use wasm_encoder::{
+        CodeSection, Function, FunctionSection, MemorySection, MemoryType, Module, StartSection,
+        TypeSection,
+    };
+    let existing = defined_memories(base)?;
+    ensure!(
+        existing < STORE_MEMORIES,
+        "the base already has {existing} memories"
+    );
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    let mut functions = FunctionSection::new();
+    functions.function(0);
+    let mut memories = MemorySection::new();
+    memories.memory(MemoryType {
+        minimum: MEMORY_PAGES,
+        maximum: Some(MEMORY_PAGES),
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
+    let mut body = Function::new([]);
+    body.instructions()
+        .i32_const(0)
+        .i32_const(0xa5)
+        .i32_const((MEMORY_PAGES * 65536) as i32)
+        .memory_fill(0)
+        .end();
+    let mut code = CodeSection::new();
+    code.function(&body);
+    let mut module = Module::new();
+    module
+        .section(&types)
+        .section(&functions)
+        .section(&memories)
+        .section(&StartSection { function_index: 0 })
+        .section(&code);
+    append_core_instances(base, &module, STORE_MEMORIES - existing)
 }

@@ -107,7 +107,7 @@ async fn run_async(call: Call<'_>, provenance: &mut Option<Provenance>) -> Resul
     let t0 = Instant::now();
     let engine = engine::new()?;
     let t_engine = Instant::now();
-    let (component, how) = compile::component(&engine, module, cache, config_path)
+    let (component, how) = compile::component(&engine, module, plugin, cache, config_path)
         .with_context(|| format!("plugin {name:?}: module {}", plugin.module.display()))?;
     *provenance = Some(how);
     bindings::check_world(&engine, &component).with_context(|| {
@@ -128,7 +128,8 @@ async fn run_async(call: Call<'_>, provenance: &mut Option<Provenance>) -> Resul
     let linker = linker(&engine)?;
     let t_linker = Instant::now();
     // The budget covers the plugin's own work (instantiate and call, host
-    // I/O included), not the host's compilation of a verified module.
+    // I/O included). A first-use compile before it had its own bound, short
+    // enough that both fit the exec budget (`budget::compile_deadline`).
     let deadline = Instant::now() + limits.timeout;
 
     let Sandbox {
