@@ -64,22 +64,11 @@ sys.exit(p.returncode)\n";
 
 /// The exec and the host process's peak RSS in KiB.
 fn host_state(ws: &Workspace, attack: &str, extra: &str) -> (Exec, u64) {
-    let config = config(
+    measured(
         ws,
         artifacts::HOST_STATE,
         &format!("    config:\n      attack: {attack}\n{extra}"),
-    );
-    let report = ws.path().join("peak-rss");
-    let report_arg = report.display().to_string();
-    let exec = Provider::new(host_binary(), &config)
-        .wrapped(&["python3", "-c", PEAK_RSS_PROBE, &report_arg])
-        .exec(&request());
-    within_deadline(&exec);
-    let kib = std::fs::read_to_string(&report)
-        .expect("the probe reports the peak RSS")
-        .parse()
-        .unwrap();
-    (exec, kib)
+    )
 }
 
 #[test]
@@ -112,6 +101,41 @@ fn host_side_state_stays_within_memory_limit_plus_fixed_overhead() {
         );
         assert_eq!(server.connections(), 0);
     }
+}
+
+/// Runs `module` under the peak-RSS probe with `extra` plugin YAML.
+fn measured(ws: &Workspace, module: &str, extra: &str) -> (Exec, u64) {
+    let config = config(ws, module, extra);
+    let report = ws.path().join("peak-rss");
+    let report_arg = report.display().to_string();
+    let exec = Provider::new(host_binary(), &config)
+        .wrapped(&["python3", "-c", PEAK_RSS_PROBE, &report_arg])
+        .exec(&request());
+    within_deadline(&exec);
+    let kib = std::fs::read_to_string(&report)
+        .expect("the probe reports the peak RSS")
+        .parse()
+        .unwrap();
+    (exec, kib)
+}
+
+#[test]
+fn all_memories_of_a_call_together_stay_within_the_limit() {
+    let ws = Workspace::new();
+    let static_config = "    config: {username: robot, password: pw}\n";
+    // Baseline: the real plugin the hostile one is built from (second exec:
+    // loading the artifact, as the hostile one does after its compile).
+    measured(&ws, artifacts::STATIC_PLUGIN, static_config);
+    let (plain, plain_kib) = measured(&ws, artifacts::STATIC_PLUGIN, static_config);
+    assert!(plain.success, "{plain:#?}");
+    // The same plugin plus 15 core instances, each with a 31 MiB memory
+    // that its start function fills: 496 MiB under memoryMiB: 32.
+    measured(&ws, artifacts::MULTI_MEMORY, static_config);
+    let (exec, kib) = measured(&ws, artifacts::MULTI_MEMORY, static_config);
+    println!("PEAK RSS multi-memory: {kib} KiB (static plugin {plain_kib} KiB)");
+    exec.assert_clean_failure("exceeded its memory limit of 32 MiB");
+    let bound = plain_kib + MEMORY_MIB * 1024;
+    assert!(kib <= bound, "peak RSS {kib} KiB over {bound} KiB");
 }
 
 #[test]
