@@ -139,6 +139,22 @@ fn all_memories_of_a_call_together_stay_within_the_limit() {
 }
 
 #[test]
+fn strings_stored_in_unsent_requests_are_bounded() {
+    let ws = Workspace::new();
+    host_state(&ws, "idle", "");
+    let (_, idle_kib) = host_state(&ws, "idle", "");
+    let (exec, peak_kib) = host_state(&ws, "long-strings", "");
+    println!("PEAK RSS long-strings: {peak_kib} KiB (idle {idle_kib} KiB)");
+    // 400 requests x 4 strings of 4 MiB: all refused, none held.
+    assert_eq!(password(&exec), "accepted=0 refused=1600");
+    let bound = idle_kib + (MEMORY_MIB + HOST_STATE_MIB) * 1024;
+    assert!(
+        peak_kib <= bound,
+        "peak RSS {peak_kib} KiB over {bound} KiB"
+    );
+}
+
+#[test]
 fn random_bytes_are_capped() {
     let ws = Workspace::new();
     let (exec, _) = host_state(&ws, "random", "");

@@ -38,9 +38,23 @@ pub fn compile_deadline(timeout: Duration, now: Instant) -> Instant {
     (now + timeout).min(latest)
 }
 
+/// When a plugin call starting at `now` must end: after its `timeout`, or
+/// earlier if the exec budget ends first.
+pub fn call_deadline(timeout: Duration, now: Instant) -> Instant {
+    (now + timeout).min(started() + EXEC_BUDGET)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_late_call_is_cut_to_the_budget() {
+        let now = start();
+        let s = Duration::from_secs;
+        assert_eq!(call_deadline(s(10), now), now + s(10));
+        assert_eq!(call_deadline(s(55), now + s(30)), started() + EXEC_BUDGET);
+    }
 
     #[test]
     fn compile_and_call_fit_the_budget() {

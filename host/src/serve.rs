@@ -103,7 +103,10 @@ fn respond(config: &HostConfig, config_path: &Path, request: &Request) -> Result
                 &plugin.cache_scope(),
                 &encode_key(registry_of(&request.image), sa)?,
             );
-            let wait_until = Instant::now() + plugin.limits.timeout + Duration::from_secs(2);
+            // Never past the exec budget: the call that follows is cut to
+            // what remains (`budget::call_deadline`).
+            let wait_until = (Instant::now() + plugin.limits.timeout + Duration::from_secs(2))
+                .min(crate::budget::started() + crate::budget::EXEC_BUDGET);
             let lock = store.lock(&flight, wait_until);
             if let Some(hit) = lookup(store, &scope, plugin, request, sa, &audit)? {
                 return Ok(hit);

@@ -296,6 +296,10 @@ fn spawn(
             ))?;
             lower_limit(libc::RLIMIT_DATA, COMPILE_MEMORY_LIMIT)?;
             lower_limit(libc::RLIMIT_CORE, 0)?;
+            // A kernel-side backstop to the watchdog thread (which could
+            // stall, e.g. writing its audit record to a hung filesystem):
+            // a pending alarm survives exec and SIGALRM ends the process.
+            libc::alarm(COMPILE_TIME_LIMIT.as_secs() as libc::c_uint + 30);
             Ok(())
         });
     }

@@ -78,7 +78,29 @@ impl GuestLog {
 /// Plugin text made fit for one line of the host's stderr: secrets
 /// redacted, control and bidi characters escaped, length capped.
 pub fn clean(redactor: &Redactor, text: &str) -> String {
-    cap(&escape_controls(&redactor.redact(text)))
+    // Redact the whole text (a secret straddling a cut would leak its
+    // head), then cut before escaping: escaping can make a string of
+    // control characters six times longer, and only MAX_LINE_BYTES of it
+    // survive anyway.
+    let redacted = redactor.redact(text);
+    if redacted.len() <= MAX_LINE_BYTES {
+        return cap(&escape_controls(&redacted));
+    }
+    let escaped = escape_controls(prefix(&redacted, MAX_LINE_BYTES));
+    format!(
+        "{}… ({} bytes in all, cut)",
+        prefix(&escaped, MAX_LINE_BYTES),
+        redacted.len()
+    )
+}
+
+/// The longest prefix of `text` of at most `bytes` bytes.
+fn prefix(text: &str, bytes: usize) -> &str {
+    let mut end = text.len().min(bytes);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Cuts `text` to [`MAX_LINE_BYTES`] at a character boundary.

@@ -9,6 +9,7 @@ pub mod events;
 mod guest_log;
 mod limiter;
 mod outbound;
+mod request_strings;
 mod state;
 
 use crate::artifact::Provenance;
@@ -129,8 +130,10 @@ async fn run_async(call: Call<'_>, provenance: &mut Option<Provenance>) -> Resul
     let t_linker = Instant::now();
     // The budget covers the plugin's own work (instantiate and call, host
     // I/O included). A first-use compile before it had its own bound, short
-    // enough that both fit the exec budget (`budget::compile_deadline`).
-    let deadline = Instant::now() + limits.timeout;
+    // enough that both fit the exec budget (`budget::compile_deadline`);
+    // time already spent (waiting for a concurrent exec) shortens the call
+    // rather than pushing the exec past the kubelet's kill.
+    let deadline = crate::budget::call_deadline(limits.timeout, t_linker);
 
     let Sandbox {
         config,
@@ -179,7 +182,7 @@ async fn run_async(call: Call<'_>, provenance: &mut Option<Provenance>) -> Resul
     store.limiter(|s| &mut s.limits);
     store.set_epoch_deadline(1);
     store.epoch_deadline_trap();
-    start_deadline_timer(&engine, limits.timeout);
+    start_deadline_timer(&engine, deadline.saturating_duration_since(Instant::now()));
 
     let wit_request = api::exports::wcp::credential_provider::provider::Request {
         image: request.image.clone(),
@@ -207,8 +210,7 @@ async fn run_async(call: Call<'_>, provenance: &mut Option<Provenance>) -> Resul
         engine_us = us(t0, t_engine),
         component_us = us(t_engine, t_component),
         linker_us = us(t_component, t_linker),
-        store_us = us(t_linker, deadline - limits.timeout)
-            + us(deadline - limits.timeout, t_instance.unwrap_or(t_call)),
+        store_us = us(t_linker, t_instance.unwrap_or(t_call)),
         call_us = us(t_instance.unwrap_or(t_call), t_call),
         memory_peak_bytes = store.data().limits.peak_bytes(),
         "plugin call phases (store_us covers store setup and instantiation)"
@@ -257,6 +259,7 @@ fn linker(engine: &Engine) -> Result<Linker<PluginState>> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(anyhow::Error::from)
         .context("cannot link wasi:http")?;
+    request_strings::bound_setters(&mut linker).context("cannot bound wasi:http requests")?;
     use api::wcp::credential_provider as wit;
     wit::types::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
     wit::config::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;

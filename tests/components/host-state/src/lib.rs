@@ -13,6 +13,9 @@
 //!   authority; answers with the body the server returned.
 //! - `random`: asks the host for 48 MiB of random bytes (more than the
 //!   plugin's 32 MiB could ever hold).
+//! - `long-strings`: creates requests and sets their authority, path,
+//!   method and scheme to multi-MiB strings, keeping every request; answers
+//!   `accepted=N refused=M`.
 //! - `idle`: nothing; the baseline the others are measured against.
 //!
 //! The loops are bounded so that a host without limits still ends.
@@ -186,6 +189,30 @@ fn userinfo() -> Result<String, ProviderError> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+fn long_strings() -> Result<String, ProviderError> {
+    use wcp_guest_sdk::bindings::wasi::http::types::Method;
+    let long = "a".repeat(4 << 20);
+    let (mut accepted, mut refused) = (0, 0);
+    let mut kept = Vec::new();
+    for _ in 0..400u32 {
+        let request = OutgoingRequest::new(Fields::new());
+        let outcomes = [
+            request.set_authority(Some(&long)),
+            request.set_path_with_query(Some(&format!("/{long}"))),
+            request.set_method(&Method::Other(long.clone())),
+            request.set_scheme(Some(&Scheme::Other(long.clone()))),
+        ];
+        for outcome in outcomes {
+            match outcome {
+                Ok(()) => accepted += 1,
+                Err(()) => refused += 1,
+            }
+        }
+        kept.push(request);
+    }
+    Ok(format!("accepted={accepted} refused={refused}"))
+}
+
 fn random() -> Result<String, ProviderError> {
     let bytes = wcp_guest_sdk::bindings::wasi::random::random::get_random_bytes(48 << 20);
     Ok(format!("got {} random bytes", bytes.len()))
@@ -200,6 +227,7 @@ impl Provider for HostState {
             "userinfo" => userinfo()?,
             "random" => random()?,
             "idle" => "idle".to_string(),
+            "long-strings" => long_strings()?,
             other => return Err(ProviderError::Config(format!("unknown attack {other}"))),
         };
         Ok(Credentials::registry(
