@@ -155,6 +155,25 @@ fn strings_stored_in_unsent_requests_are_bounded() {
 }
 
 #[test]
+fn granted_credential_variables_are_redacted() {
+    let ws = Workspace::new();
+    let config = config(
+        &ws,
+        artifacts::HOST_STATE,
+        "    config: {attack: env-echo}\n    grants:\n      env: [AWS_SECRET_ACCESS_KEY, AWS_REGION]\n",
+    );
+    let exec = Provider::new(host_binary(), &config)
+        .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-node-secret")
+        .env("AWS_REGION", "us-west-2")
+        .env("WCP_LOG", "debug")
+        .exec(&request());
+    assert!(!exec.success);
+    assert!(!exec.stderr.contains("wJalrXUtnFEMI"), "{}", exec.stderr);
+    // A variable whose name says nothing of a secret stays readable.
+    assert!(exec.stderr.contains("region=us-west-2"), "{}", exec.stderr);
+}
+
+#[test]
 fn random_bytes_are_capped() {
     let ws = Workspace::new();
     let (exec, _) = host_state(&ws, "random", "");

@@ -362,6 +362,8 @@ fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
         Some("link-local")
     } else if (s[0] & 0xfe00) == 0xfc00 {
         Some("unique local (private; includes the EC2 metadata address fd00:ec2::254)")
+    } else if (s[0] & 0xffc0) == 0xfec0 {
+        Some("site-local (deprecated private)")
     } else if ip.is_multicast() {
         Some("multicast")
     } else if s[0] == 0 && s[1] == 0 && s[2] == 0 && s[3] == 0 && s[4] == 0 && s[5] == 0 {
@@ -590,6 +592,7 @@ mod tests {
             ("::", true),
             ("fe80::1", true),
             ("fd00:ec2::254", true),
+            ("fec0::1", true),
             ("::ffff:127.0.0.1", true),
             ("::ffff:169.254.169.254", true),
             ("::127.0.0.1", true),

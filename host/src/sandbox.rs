@@ -58,11 +58,20 @@ impl Sandbox {
         for name_granted in plugin.grant.env.difference(&declaration.env) {
             tracing::debug!(plugin = %name, env = %name_granted, "env var granted but not declared; not passed");
         }
-        let env = policy
+        let env: Vec<(String, String)> = policy
             .env
             .iter()
             .filter_map(|var| env(var).map(|value| (var.clone(), value)))
             .collect();
+        // Granted variables that by their name hold credentials
+        // (AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, ...) are secrets like
+        // configFromEnv values; others (AWS_REGION) stay readable in logs.
+        for (var, value) in &env {
+            if names_a_secret(var) {
+                redactor.add(value);
+                crate::secrets::register(value);
+            }
+        }
         let token = match (&request.service_account_token, policy.service_account_token) {
             (Some(token), true) => Some(token.clone()),
             (Some(_), false) => {
@@ -82,6 +91,40 @@ impl Sandbox {
             token,
             policy,
             redactor,
+        }
+    }
+}
+
+/// Whether an environment variable's name says it holds a credential.
+fn names_a_secret(var: &str) -> bool {
+    let upper = var.to_ascii_uppercase();
+    [
+        "SECRET",
+        "TOKEN",
+        "PASSWORD",
+        "PASSWD",
+        "KEY",
+        "CREDENTIAL",
+        "AUTH",
+    ]
+    .iter()
+    .any(|word| upper.contains(word))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credential_variables_are_secrets() {
+        for var in [
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_ACCESS_KEY_ID",
+            "REGISTRY_PASSWORD",
+        ] {
+            assert!(super::names_a_secret(var), "{var}");
+        }
+        for var in ["AWS_REGION", "HOME", "AWS_DEFAULT_REGION"] {
+            assert!(!super::names_a_secret(var), "{var}");
         }
     }
 }

@@ -16,6 +16,8 @@
 //! - `long-strings`: creates requests and sets their authority, path,
 //!   method and scheme to multi-MiB strings, keeping every request; answers
 //!   `accepted=N refused=M`.
+//! - `env-echo`: fails with the granted `AWS_SECRET_ACCESS_KEY` and
+//!   `AWS_REGION` in its error message.
 //! - `idle`: nothing; the baseline the others are measured against.
 //!
 //! The loops are bounded so that a host without limits still ends.
@@ -227,6 +229,14 @@ impl Provider for HostState {
             "userinfo" => userinfo()?,
             "random" => random()?,
             "idle" => "idle".to_string(),
+            "env-echo" => {
+                let var = |name: &str| std::env::var(name).unwrap_or_default();
+                return Err(ProviderError::Upstream(format!(
+                    "secret={} region={}",
+                    var("AWS_SECRET_ACCESS_KEY"),
+                    var("AWS_REGION")
+                )));
+            }
             "long-strings" => long_strings()?,
             other => return Err(ProviderError::Config(format!("unknown attack {other}"))),
         };
