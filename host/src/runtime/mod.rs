@@ -225,10 +225,20 @@ async fn run_async(call: Call<'_>, provenance: &mut Option<Provenance>) -> Resul
     // the instance and its memory would only delay that.
     std::mem::forget(store);
 
-    let timeout = limits.timeout;
     let returned = match result {
-        Err(_elapsed) => bail!("plugin {name:?} did not answer within its {timeout:?} deadline"),
-        Ok(Err(err)) => return Err(describe_failure(name, limits, err, &redactor)),
+        Err(_elapsed) => bail!(
+            "plugin {name:?} did not answer within {}",
+            deadline_text(limits.timeout, deadline - t_linker)
+        ),
+        Ok(Err(err)) => {
+            return Err(describe_failure(
+                name,
+                limits,
+                deadline - t_linker,
+                err,
+                &redactor,
+            ));
+        }
         Ok(Ok(returned)) => returned,
     };
     use api::exports::wcp::credential_provider::provider::ProviderError as E;
@@ -279,13 +289,27 @@ fn start_deadline_timer(engine: &Engine, timeout: Duration) {
     });
 }
 
+/// "its 10s deadline", or, when the exec budget cut the call short, what
+/// was left of it.
+fn deadline_text(timeout: Duration, allowed: Duration) -> String {
+    if allowed + Duration::from_millis(1) >= timeout {
+        format!("its {timeout:?} deadline")
+    } else {
+        format!(
+            "the {:.1}s left of the exec's {}s budget (its timeout is {timeout:?}; time went to waiting for a concurrent exec or a compile)",
+            allowed.as_secs_f64(),
+            crate::budget::EXEC_BUDGET.as_secs()
+        )
+    }
+}
+
 fn describe_failure(
     name: &str,
     limits: &Limits,
+    allowed: Duration,
     err: wasmtime::Error,
     redactor: &Redactor,
 ) -> anyhow::Error {
-    let timeout = limits.timeout;
     if err.downcast_ref::<MemoryLimitExceeded>().is_some() {
         return anyhow!(
             "plugin {name:?} exceeded its memory limit of {} MiB (all of its memories and tables together)",
@@ -295,7 +319,8 @@ fn describe_failure(
     if let Some(trap) = err.downcast_ref::<Trap>() {
         return match trap {
             Trap::Interrupt => anyhow!(
-                "plugin {name:?} did not answer within its {timeout:?} deadline and was interrupted"
+                "plugin {name:?} did not answer within {} and was interrupted",
+                deadline_text(limits.timeout, allowed)
             ),
             Trap::MemoryOutOfBounds => anyhow!(
                 "plugin {name:?} trapped: out-of-bounds memory access (also how a runaway recursion that exhausts the plugin's stack ends)"
@@ -344,5 +369,22 @@ fn to_answer(credentials: api::exports::wcp::credential_provider::provider::Cred
             K::Global => CacheKeyType::Global,
         },
         expires_at: credentials.expires_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::deadline_text;
+    use std::time::Duration;
+
+    #[test]
+    fn a_call_cut_by_the_exec_budget_says_so() {
+        let s = Duration::from_secs;
+        assert_eq!(deadline_text(s(10), s(10)), "its 10s deadline");
+        let cut = deadline_text(s(55), Duration::from_millis(12_500));
+        assert!(
+            cut.starts_with("the 12.5s left of the exec's 58s budget"),
+            "{cut}"
+        );
     }
 }
