@@ -174,6 +174,21 @@ fn granted_credential_variables_are_redacted() {
 }
 
 #[test]
+fn a_header_list_is_refused_before_it_is_copied() {
+    let ws = Workspace::new();
+    host_state(&ws, "idle", "");
+    let (_, idle_kib) = host_state(&ws, "idle", "");
+    let (exec, peak_kib) = host_state(&ws, "from-list", "");
+    println!("PEAK RSS from-list: {peak_kib} KiB (idle {idle_kib} KiB)");
+    exec.assert_clean_failure("fields list of 400000 entries exceeds the limit of 256");
+    let bound = idle_kib + (MEMORY_MIB + HOST_STATE_MIB) * 1024;
+    assert!(
+        peak_kib <= bound,
+        "peak RSS {peak_kib} KiB over {bound} KiB"
+    );
+}
+
+#[test]
 fn random_bytes_are_capped() {
     let ws = Workspace::new();
     let (exec, _) = host_state(&ws, "random", "");

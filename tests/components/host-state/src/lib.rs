@@ -18,6 +18,8 @@
 //!   `accepted=N refused=M`.
 //! - `env-echo`: fails with the granted `AWS_SECRET_ACCESS_KEY` and
 //!   `AWS_REGION` in its error message.
+//! - `from-list`: hands the host one list of 400,000 empty header
+//!   entries, which lifted would cost the host several times its size.
 //! - `idle`: nothing; the baseline the others are measured against.
 //!
 //! The loops are bounded so that a host without limits still ends.
@@ -215,6 +217,14 @@ fn long_strings() -> Result<String, ProviderError> {
     Ok(format!("accepted={accepted} refused={refused}"))
 }
 
+fn from_list() -> Result<String, ProviderError> {
+    let entries: Vec<(String, Vec<u8>)> = vec![(String::new(), Vec::new()); 400_000];
+    match Fields::from_list(&entries) {
+        Ok(_) => Ok("accepted".into()),
+        Err(e) => Ok(format!("refused: {e:?}")),
+    }
+}
+
 fn random() -> Result<String, ProviderError> {
     let bytes = wcp_guest_sdk::bindings::wasi::random::random::get_random_bytes(48 << 20);
     Ok(format!("got {} random bytes", bytes.len()))
@@ -238,6 +248,7 @@ impl Provider for HostState {
                 )));
             }
             "long-strings" => long_strings()?,
+            "from-list" => from_list()?,
             other => return Err(ProviderError::Config(format!("unknown attack {other}"))),
         };
         Ok(Credentials::registry(
