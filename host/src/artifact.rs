@@ -20,7 +20,6 @@ use anyhow::{Context, Result, bail, ensure};
 use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::hash::{Hash, Hasher};
 use std::io::{Read, Seek, Write};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -249,15 +248,21 @@ fn escape_controls(text: &str) -> String {
 /// `Component::deserialize` still checks full compatibility itself; a
 /// mismatch is refused and recompiled.
 fn engine_tag() -> String {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (
+    // SHA-256, not std's `DefaultHasher`, whose output std does not promise
+    // to keep across releases: the two builds must agree byte for byte.
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in [
         env!("CARGO_PKG_VERSION"),
         crate::runtime::engine::SETTINGS,
         std::env::consts::ARCH,
         std::env::consts::OS,
-    )
-        .hash(&mut hasher);
-    format!("{:016x}", hasher.finish())
+    ] {
+        // Length-prefixed, so that no two lists of parts hash alike.
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(&hasher.finalize()[..8])
 }
 
 /// The host's artifact key: created once with 32 random bytes.
@@ -297,4 +302,14 @@ fn host_key(dir: &Dir, uid: u32) -> Result<[u8; 32]> {
         }
     }
     bail!("cannot create or read {KEY_FILE}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn engine_tag_is_16_hex_digits() {
+        let tag = super::engine_tag();
+        assert_eq!(tag.len(), 16);
+        assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
 }
