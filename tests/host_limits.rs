@@ -145,8 +145,8 @@ fn strings_stored_in_unsent_requests_are_bounded() {
     let (_, idle_kib) = host_state(&ws, "idle", "");
     let (exec, peak_kib) = host_state(&ws, "long-strings", "");
     println!("PEAK RSS long-strings: {peak_kib} KiB (idle {idle_kib} KiB)");
-    // 400 requests x 4 strings of 4 MiB: all refused, none held.
-    assert_eq!(password(&exec), "accepted=0 refused=1600");
+    // 200 requests x 4 strings of 1 MiB (800 MiB if held): all refused.
+    assert_eq!(password(&exec), "accepted=0 refused=800");
     let bound = idle_kib + (MEMORY_MIB + HOST_STATE_MIB) * 1024;
     assert!(
         peak_kib <= bound,

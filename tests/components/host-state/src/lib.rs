@@ -13,8 +13,8 @@
 //!   authority; answers with the body the server returned.
 //! - `random`: asks the host for 48 MiB of random bytes (more than the
 //!   plugin's 32 MiB could ever hold).
-//! - `long-strings`: creates requests and sets their authority, path,
-//!   method and scheme to multi-MiB strings, keeping every request; answers
+//! - `long-strings`: creates 200 requests and sets their authority, path,
+//!   method and scheme to 1 MiB strings, keeping every request; answers
 //!   `accepted=N refused=M`.
 //! - `env-echo`: fails with the granted `AWS_SECRET_ACCESS_KEY` and
 //!   `AWS_REGION` in its error message.
@@ -195,16 +195,19 @@ fn userinfo() -> Result<String, ProviderError> {
 
 fn long_strings() -> Result<String, ProviderError> {
     use wcp_guest_sdk::bindings::wasi::http::types::Method;
-    let long = "a".repeat(4 << 20);
+    let long = "a".repeat(1 << 20);
+    let path = format!("/{long}");
+    let method = Method::Other(long.clone());
+    let scheme = Scheme::Other(long.clone());
     let (mut accepted, mut refused) = (0, 0);
     let mut kept = Vec::new();
-    for _ in 0..400u32 {
+    for _ in 0..200u32 {
         let request = OutgoingRequest::new(Fields::new());
         let outcomes = [
             request.set_authority(Some(&long)),
-            request.set_path_with_query(Some(&format!("/{long}"))),
-            request.set_method(&Method::Other(long.clone())),
-            request.set_scheme(Some(&Scheme::Other(long.clone()))),
+            request.set_path_with_query(Some(&path)),
+            request.set_method(&method),
+            request.set_scheme(Some(&scheme)),
         ];
         for outcome in outcomes {
             match outcome {
