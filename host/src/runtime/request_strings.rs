@@ -36,6 +36,14 @@ pub const MAX_TOKEN_BYTES: usize = 32;
 
 type Outcome = wasmtime::Result<(Result<(), ()>,)>;
 
+/// What a refused setter returns: wasi-http's own answer to a bad value.
+const REFUSED: Outcome = Ok((Err(()),));
+
+/// Whether an optional string is longer than `max` bytes.
+fn too_long(value: Option<&str>, max: usize) -> bool {
+    value.is_some_and(|v| v.len() > max)
+}
+
 /// Entries and bytes a list handed to `fields` may hold: what one header
 /// map may hold anyway (`FIELD_BYTES`).
 pub const MAX_FIELD_LIST_ENTRIES: usize = 256;
@@ -82,11 +90,8 @@ pub fn bound_setters(linker: &mut Linker<PluginState>) -> Result<()> {
             |mut store: StoreContextMut<'_, PluginState>,
              (request, value): (Resource<HostOutgoingRequest>, Option<String>)|
              -> Outcome {
-                if value
-                    .as_ref()
-                    .is_some_and(|v| v.len() > MAX_AUTHORITY_BYTES)
-                {
-                    return Ok((Err(()),));
+                if too_long(value.as_deref(), MAX_AUTHORITY_BYTES) {
+                    return REFUSED;
                 }
                 Ok((store.data_mut().http().set_authority(request, value)?,))
             },
@@ -99,11 +104,8 @@ pub fn bound_setters(linker: &mut Linker<PluginState>) -> Result<()> {
             |mut store: StoreContextMut<'_, PluginState>,
              (request, value): (Resource<HostOutgoingRequest>, Option<String>)|
              -> Outcome {
-                if value
-                    .as_ref()
-                    .is_some_and(|v| v.len() > MAX_PATH_WITH_QUERY_BYTES)
-                {
-                    return Ok((Err(()),));
+                if too_long(value.as_deref(), MAX_PATH_WITH_QUERY_BYTES) {
+                    return REFUSED;
                 }
                 Ok((store
                     .data_mut()
@@ -119,8 +121,10 @@ pub fn bound_setters(linker: &mut Linker<PluginState>) -> Result<()> {
             |mut store: StoreContextMut<'_, PluginState>,
              (request, value): (Resource<HostOutgoingRequest>, Method)|
              -> Outcome {
-                if matches!(&value, Method::Other(m) if m.len() > MAX_TOKEN_BYTES) {
-                    return Ok((Err(()),));
+                if let Method::Other(m) = &value
+                    && too_long(Some(m), MAX_TOKEN_BYTES)
+                {
+                    return REFUSED;
                 }
                 Ok((store.data_mut().http().set_method(request, value)?,))
             },
@@ -133,8 +137,10 @@ pub fn bound_setters(linker: &mut Linker<PluginState>) -> Result<()> {
             |mut store: StoreContextMut<'_, PluginState>,
              (request, value): (Resource<HostOutgoingRequest>, Option<Scheme>)|
              -> Outcome {
-                if matches!(&value, Some(Scheme::Other(s)) if s.len() > MAX_TOKEN_BYTES) {
-                    return Ok((Err(()),));
+                if let Some(Scheme::Other(s)) = &value
+                    && too_long(Some(s), MAX_TOKEN_BYTES)
+                {
+                    return REFUSED;
                 }
                 Ok((store.data_mut().http().set_scheme(request, value)?,))
             },
