@@ -3,8 +3,8 @@
 
 use crate::audit::AuditLog;
 use crate::cache::CacheStore;
-use crate::runtime::events::{self, Events};
-use crate::runtime::{self, Outcome};
+use crate::events;
+use crate::runtime::{self, CallReport, Outcome};
 use crate::sandbox::Sandbox;
 use crate::tls::TlsPolicy;
 use crate::{manifest, module};
@@ -43,9 +43,7 @@ pub fn invoke(
     let tls = TlsPolicy::new(config.ca_bundle.clone());
     let proxy = ProxyPolicy::from_env(|name| std::env::var(name).ok())
         .context("invalid proxy settings in the environment")?;
-    let events = Events::default();
     let started = Instant::now();
-    let mut provenance = None;
     let call = runtime::Call {
         plugin,
         module: &module,
@@ -54,12 +52,14 @@ pub fn invoke(
         tls,
         proxy,
         proxy_resolution: config.proxy_resolution,
-        events: events.clone(),
         cache,
         config_path,
     };
-    let outcome = runtime::run_plugin(call, &mut provenance);
-    let raised = events.take();
+    let CallReport {
+        outcome,
+        provenance,
+        events: raised,
+    } = runtime::run_plugin(call);
     for event in &raised {
         let mut fields = Map::new();
         fields.insert("plugin".into(), plugin.name.clone().into());
@@ -68,7 +68,7 @@ pub fn invoke(
             fields.insert("address".into(), address.clone().into());
         }
         fields.insert("detail".into(), event.detail.clone().into());
-        audit.record(event.kind, fields);
+        audit.record(event.kind.as_str(), fields);
     }
     let mut call = Map::new();
     call.insert("plugin".into(), plugin.name.clone().into());
@@ -98,7 +98,7 @@ pub fn invoke(
     match outcome {
         Ok(outcome) => {
             for event in &raised {
-                tracing::warn!(plugin = %plugin.name, error.type = event.kind, destination = %event.destination, "{}", event.detail);
+                tracing::warn!(plugin = %plugin.name, error.type = event.kind.as_str(), destination = %event.destination, "{}", event.detail);
             }
             Ok(outcome)
         }

@@ -13,6 +13,7 @@ mod budget;
 mod cache;
 mod cache_cli;
 mod compile_cli;
+mod events;
 mod imports;
 mod inspect;
 mod invoke;

@@ -5,7 +5,6 @@
 mod bindings;
 mod compile;
 pub mod engine;
-pub mod events;
 mod guest_log;
 mod limiter;
 mod outbound;
@@ -14,6 +13,7 @@ mod state;
 
 use crate::artifact::Provenance;
 use crate::cache::CacheStore;
+use crate::events::{Event, Events};
 use crate::module::VerifiedModule;
 use crate::sandbox::Sandbox;
 use crate::tls::TlsPolicy;
@@ -67,30 +67,52 @@ pub struct Call<'a> {
     pub tls: TlsPolicy,
     pub proxy: ProxyPolicy,
     pub proxy_resolution: ProxyResolution,
-    /// Where denials raised during the call are collected.
-    pub events: events::Events,
     /// Where precompiled artifacts live, if the cache directory is usable.
     pub cache: Option<&'a CacheStore>,
     /// The host config, for the external compiler of a runtime-only build.
     pub config_path: &'a std::path::Path,
 }
 
-/// Runs the call within its deadline and memory limit; `provenance` says
-/// how the component was obtained (also when the call fails).
-pub fn run_plugin(call: Call<'_>, provenance: &mut Option<Provenance>) -> Result<Outcome> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(run_async(call, provenance));
-    // A name lookup that never answers sits in a blocking thread; dropping
-    // the runtime would wait for it, past the deadline. Leave it behind:
-    // the process exits right after the response is written.
-    runtime.shutdown_background();
-    outcome
+/// What one call produced, returned whole (the caller audits all of it,
+/// also when the call failed).
+pub struct CallReport {
+    pub outcome: Result<Outcome>,
+    /// How the component was obtained, if it got that far.
+    pub provenance: Option<Provenance>,
+    /// Denials and cut-offs raised during the call, in order.
+    pub events: Vec<Event>,
 }
 
-async fn run_async(call: Call<'_>, provenance: &mut Option<Provenance>) -> Result<Outcome> {
+/// Runs the call within its deadline and memory limit.
+pub fn run_plugin(call: Call<'_>) -> CallReport {
+    let events = Events::default();
+    let mut provenance = None;
+    let outcome = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => {
+            let outcome = runtime.block_on(run_async(call, events.clone(), &mut provenance));
+            // A name lookup that never answers sits in a blocking thread;
+            // dropping the runtime would wait for it, past the deadline.
+            // Leave it behind: the process exits right after the response.
+            runtime.shutdown_background();
+            outcome
+        }
+        Err(e) => Err(anyhow::Error::from(e).context("cannot start the async runtime")),
+    };
+    CallReport {
+        outcome,
+        provenance,
+        events: events.take(),
+    }
+}
+
+async fn run_async(
+    call: Call<'_>,
+    events: Events,
+    provenance: &mut Option<Provenance>,
+) -> Result<Outcome> {
     let Call {
         plugin,
         module,
@@ -99,7 +121,6 @@ async fn run_async(call: Call<'_>, provenance: &mut Option<Provenance>) -> Resul
         tls,
         proxy,
         proxy_resolution,
-        events,
         cache,
         config_path,
     } = call;

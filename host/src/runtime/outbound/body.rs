@@ -1,7 +1,7 @@
 //! The response body the plugin reads: capped in size, with a timeout
 //! between frames, so a dripping or endless upstream cannot hold the call.
 
-use crate::runtime::events::{Event, Events};
+use crate::events::{Event, EventKind, Events};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
@@ -57,7 +57,7 @@ impl Body for GuardedBody {
                     this.read += data.len() as u64;
                     if this.read > this.limit {
                         this.events.push(Event {
-                            kind: "response_too_large",
+                            kind: EventKind::ResponseTooLarge,
                             destination: this.destination.clone(),
                             address: None,
                             detail: format!(

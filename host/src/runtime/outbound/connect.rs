@@ -3,7 +3,7 @@
 use super::body::GuardedBody;
 use super::flights::Slot;
 use super::{IoFuture, Timeouts};
-use crate::runtime::events::{Event, Events};
+use crate::events::{Event, EventKind, Events};
 use crate::tls::TlsPolicy;
 use http_body_util::BodyExt;
 use std::net::{IpAddr, SocketAddr};
@@ -70,7 +70,7 @@ pub async fn send(
         Scheme::Http => Box::new(stream),
         Scheme::Https => Box::new(target.tls.connect(&target.host, stream).await.map_err(|e| {
             target.events.push(Event {
-                kind: "tls_error",
+                kind: EventKind::TlsError,
                 destination: target.destination.clone(),
                 address: None,
                 detail: format!("TLS handshake failed: {e}; is the server's CA in the OS store or tls.caBundle?"),
@@ -112,7 +112,7 @@ pub async fn send(
         && length > limit
     {
         target.events.push(Event {
-            kind: "response_too_large",
+            kind: EventKind::ResponseTooLarge,
             destination: target.destination.clone(),
             address: None,
             detail: format!(
@@ -194,7 +194,7 @@ async fn resolve(target: &Target) -> Result<Resolved, HttpError> {
             Err(range) => {
                 refused += 1;
                 target.events.push(Event {
-                    kind: "destination_ip_prohibited",
+                    kind: EventKind::DestinationIpProhibited,
                     destination: target.destination.clone(),
                     address: Some(addr.ip().to_string()),
                     detail: format!(
@@ -214,7 +214,7 @@ async fn resolve(target: &Target) -> Result<Resolved, HttpError> {
 /// Raises the `dns_error` event and returns `error`.
 fn dns_failure(target: &Target, detail: String, error: HttpError) -> HttpError {
     target.events.push(Event {
-        kind: "dns_error",
+        kind: EventKind::DnsError,
         destination: target.destination.clone(),
         address: None,
         detail,
@@ -247,7 +247,7 @@ async fn tunnel_target(target: &Target) -> Result<TunnelTo, HttpError> {
         }
         (Resolved::Unresolvable(error), ProxyResolution::Host) => {
             target.events.push(Event {
-                kind: "dns_error",
+                kind: EventKind::DnsError,
                 destination: target.destination.clone(),
                 address: None,
                 detail: format!(

@@ -12,7 +12,7 @@ mod body;
 mod connect;
 mod flights;
 
-use super::events::{Event, Events};
+use crate::events::{Event, EventKind, Events};
 use crate::tls::TlsPolicy;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -105,7 +105,7 @@ impl WasiHttpHooks for OutboundHooks {
             Ok(slot) => slot,
             Err(limit) => {
                 self.events.push(Event {
-                    kind: "outbound_limit",
+                    kind: EventKind::OutboundLimit,
                     destination,
                     address: None,
                     detail: limit.describe(),
@@ -125,7 +125,7 @@ impl WasiHttpHooks for OutboundHooks {
                 }
             );
             self.events.push(Event {
-                kind: denial.error_type(),
+                kind: EventKind::DestinationNotAllowed,
                 destination: destination.clone(),
                 address: None,
                 detail: format!(

@@ -4,16 +4,55 @@
 //! shows. Both writers redact registered secrets (a plugin can put the
 //! token in a host name it is denied).
 
+use serde::Serialize;
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use wcp_core::escape::escape_controls;
 
+/// What kind of denial or cut-off an [`Event`] is: its `error.type` in the
+/// logs and its `event` in the audit log. These names are an interface
+/// (operators alert on them); a new one is a new variant here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Not both declared by the plugin and granted by the operator.
+    DestinationNotAllowed,
+    /// The destination resolves to (or is) a special address not granted.
+    DestinationIpProhibited,
+    /// A response body, announced or streamed, passed the plugin's limit.
+    ResponseTooLarge,
+    /// The TLS handshake with the destination failed.
+    TlsError,
+    /// The destination's name could not be resolved in time.
+    DnsError,
+    /// The call passed its bound on concurrent or total outbound requests.
+    OutboundLimit,
+}
+
+impl EventKind {
+    /// The stable name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::DestinationNotAllowed => "destination_not_allowed",
+            EventKind::DestinationIpProhibited => "destination_ip_prohibited",
+            EventKind::ResponseTooLarge => "response_too_large",
+            EventKind::TlsError => "tls_error",
+            EventKind::DnsError => "dns_error",
+            EventKind::OutboundLimit => "outbound_limit",
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One denial or cut-off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    /// `destination_not_allowed`, `destination_ip_prohibited`,
-    /// `response_too_large`, `tls_error`, `dns_error`.
-    pub kind: &'static str,
+    pub kind: EventKind,
     /// `scheme://host:port` the plugin asked for.
     pub destination: String,
     /// The resolved address, for address-level denials.
@@ -48,7 +87,7 @@ impl Events {
             }
         }
         tracing::info!(
-            error.type = event.kind,
+            error.type = event.kind.as_str(),
             destination = %event.destination,
             address = event.address.as_deref().unwrap_or(""),
             "{}",
@@ -90,4 +129,26 @@ pub fn summary(events: &[Event]) -> Option<String> {
     }
     text.push(']');
     Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventKind;
+
+    #[test]
+    fn kinds_serialise_as_their_stable_names() {
+        for kind in [
+            EventKind::DestinationNotAllowed,
+            EventKind::DestinationIpProhibited,
+            EventKind::ResponseTooLarge,
+            EventKind::TlsError,
+            EventKind::DnsError,
+            EventKind::OutboundLimit,
+        ] {
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::Value::from(kind.as_str())
+            );
+        }
+    }
 }
