@@ -45,6 +45,12 @@ const ARTIFACTS: &[Artifact] = &[
         doc: "`tests/components/other-world`: a `wasi:cli` command, a component of another world.",
     },
     Artifact {
+        name: "NEXT_API_COMPONENT",
+        workspace: "tests/components",
+        file: "wcp_test_next_api.wasm",
+        doc: "`tests/components/next-api`: a provider of the test-only world `wcp:credential-provider@0.99.0`.",
+    },
+    Artifact {
         name: "INFINITE_LOOP",
         workspace: "tests/components",
         file: "wcp_test_infinite_loop.wasm",

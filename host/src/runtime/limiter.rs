@@ -44,6 +44,10 @@ pub struct CallLimiter {
     limit_bytes: usize,
     used_bytes: usize,
     peak_bytes: usize,
+    /// The first refusal: the runtime reports a failed call as over the
+    /// limit from this flag, whatever wasmtime made of the trap on its way
+    /// out (a refusal can surface wrapped, or as an instantiation error).
+    refused: Option<MemoryLimitExceeded>,
 }
 
 impl CallLimiter {
@@ -52,7 +56,13 @@ impl CallLimiter {
             limit_bytes,
             used_bytes: 0,
             peak_bytes: 0,
+            refused: None,
         }
+    }
+
+    /// The first allocation this limiter refused, if any.
+    pub fn refused(&self) -> Option<MemoryLimitExceeded> {
+        self.refused
     }
 
     /// The most the call's memories and tables held at once.
@@ -67,10 +77,12 @@ impl CallLimiter {
             .saturating_sub(current)
             .saturating_add(desired);
         if wanted > self.limit_bytes {
-            return Err(wasmtime::Error::new(MemoryLimitExceeded {
+            let exceeded = MemoryLimitExceeded {
                 limit_bytes: self.limit_bytes,
                 wanted_bytes: wanted,
-            }));
+            };
+            self.refused.get_or_insert(exceeded);
+            return Err(wasmtime::Error::new(exceeded));
         }
         self.used_bytes = wanted;
         self.peak_bytes = self.peak_bytes.max(wanted);
@@ -127,6 +139,7 @@ mod tests {
         let err = limiter.memory_growing(0, 31 * MIB, None).unwrap_err();
         let exceeded = err.downcast_ref::<MemoryLimitExceeded>().unwrap();
         assert_eq!(exceeded.wanted_bytes, 62 * MIB);
+        assert_eq!(limiter.refused(), Some(*exceeded));
         // Growth of an existing memory is charged by its difference.
         assert!(limiter.memory_growing(31 * MIB, 32 * MIB, None).unwrap());
         assert!(limiter.memory_growing(32 * MIB, 33 * MIB, None).is_err());
@@ -137,6 +150,7 @@ mod tests {
     fn tables_share_the_budget() {
         let mut limiter = CallLimiter::new(MIB);
         assert!(limiter.table_growing(0, 1000, None).unwrap());
+        assert_eq!(limiter.refused(), None);
         assert!(
             limiter
                 .memory_growing(0, MIB - 1000 * TABLE_ELEMENT_BYTES, None)

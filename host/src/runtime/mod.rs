@@ -2,7 +2,6 @@
 //! its limits. It uses the pure core for everything protocol-related and
 //! keeps only what needs wasmtime.
 
-mod bindings;
 mod compile;
 pub mod engine;
 mod guest_log;
@@ -10,6 +9,7 @@ mod limiter;
 mod outbound;
 mod request_strings;
 mod state;
+pub mod wit;
 
 use crate::artifact::Provenance;
 use crate::cache::CacheStore;
@@ -18,23 +18,23 @@ use crate::module::VerifiedModule;
 use crate::sandbox::Sandbox;
 use crate::tls::TlsPolicy;
 use anyhow::{Context, Result, anyhow, bail};
-use bindings::v0_1 as api;
 use guest_log::{GuestLog, clean};
 use limiter::{CallLimiter, MemoryLimitExceeded};
 use outbound::OutboundHooks;
 use state::PluginState;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi_http::WasiHttpCtx;
-use wcp_core::answer::{Answer, AuthEntry};
+use wcp_core::answer::Answer;
 use wcp_core::config::{Limits, PluginConfig};
-use wcp_core::protocol::{CacheKeyType, Request};
+use wcp_core::protocol::Request;
 use wcp_core::proxy::{ProxyPolicy, ProxyResolution};
 use wcp_core::redact::Redactor;
+use wit::{ApiVersion, PluginRequest, Refusal};
 
 /// Bytes of stdout and of stderr kept from a plugin.
 const CAPTURE_BYTES: usize = 64 * 1024;
@@ -132,7 +132,7 @@ async fn run_async(
     let (component, how) = compile::component(&engine, module, plugin, cache, config_path)
         .with_context(|| format!("plugin {name:?}: module {}", plugin.module.display()))?;
     *provenance = Some(how);
-    bindings::check_world(&engine, &component).with_context(|| {
+    let version = ApiVersion::of(&engine, &component).with_context(|| {
         format!(
             "plugin {name:?}: module {} is not a provider",
             plugin.module.display()
@@ -147,7 +147,7 @@ async fn run_async(
         }
     }
     let t_component = Instant::now();
-    let linker = linker(&engine)?;
+    let linker = linker(&engine, version)?;
     let t_linker = Instant::now();
     // The budget covers the plugin's own work (instantiate and call, host
     // I/O included). A first-use compile before it had its own bound, short
@@ -205,23 +205,16 @@ async fn run_async(
     store.epoch_deadline_trap();
     start_deadline_timer(&engine, deadline.saturating_duration_since(Instant::now()));
 
-    let wit_request = api::exports::wcp::credential_provider::provider::Request {
-        image: request.image.clone(),
-        service_account_token: token,
-        service_account_annotations: request
-            .service_account_annotations
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+    let plugin_request = PluginRequest {
+        image: &request.image,
+        service_account_token: token.as_deref(),
+        service_account_annotations: &request.service_account_annotations,
     };
     let mut t_instance = None;
     let call = async {
-        let instance = api::Plugin::instantiate_async(&mut store, &component, &linker).await?;
+        let provider = version.instantiate(&mut store, &component, &linker).await?;
         t_instance = Some(Instant::now());
-        instance
-            .wcp_credential_provider_provider()
-            .call_get_credentials(&mut store, &wit_request)
-            .await
+        provider.get_credentials(&mut store, &plugin_request).await
     };
     let result = tokio::time::timeout_at(deadline.into(), call).await;
     let t_call = Instant::now();
@@ -242,6 +235,7 @@ async fn run_async(
     log.emit_captured("stderr", &stderr.contents());
     log.finish();
     let redactor = store.data().log.redactor().clone();
+    let memory_refused = store.data().limits.refused();
     // The process ends right after the response is written: tearing down
     // the instance and its memory would only delay that.
     std::mem::forget(store);
@@ -257,23 +251,23 @@ async fn run_async(
                 limits,
                 deadline - t_linker,
                 err,
+                memory_refused,
                 &redactor,
             ));
         }
         Ok(Ok(returned)) => returned,
     };
-    use api::exports::wcp::credential_provider::provider::ProviderError as E;
     match returned {
-        Ok(credentials) => Ok(Outcome::Answer(to_answer(credentials))),
-        Err(E::NoCredentials(why)) => Ok(Outcome::NoCredentials(clean(&redactor, &why))),
-        Err(E::Config(why)) => bail!(
+        Ok(answer) => Ok(Outcome::Answer(answer)),
+        Err(Refusal::NoCredentials(why)) => Ok(Outcome::NoCredentials(clean(&redactor, &why))),
+        Err(Refusal::Config(why)) => bail!(
             "plugin {name:?}: configuration error: {}",
             clean(&redactor, &why)
         ),
-        Err(E::Unauthorized(why)) => {
+        Err(Refusal::Unauthorized(why)) => {
             bail!("plugin {name:?}: unauthorized: {}", clean(&redactor, &why))
         }
-        Err(E::Upstream(why)) => bail!(
+        Err(Refusal::Upstream(why)) => bail!(
             "plugin {name:?}: upstream failure: {}",
             clean(&redactor, &why)
         ),
@@ -281,8 +275,9 @@ async fn run_async(
 }
 
 /// The linker: WASI p2 (sockets and name lookup are refused by the WASI
-/// context), wasi:http through the outbound hook, and the provider imports.
-fn linker(engine: &Engine) -> Result<Linker<PluginState>> {
+/// context), wasi:http through the outbound hook, and the provider imports
+/// of the component's API version.
+fn linker(engine: &Engine, version: ApiVersion) -> Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .map_err(anyhow::Error::from)
@@ -291,10 +286,12 @@ fn linker(engine: &Engine) -> Result<Linker<PluginState>> {
         .map_err(anyhow::Error::from)
         .context("cannot link wasi:http")?;
     request_strings::bound_setters(&mut linker).context("cannot bound wasi:http requests")?;
-    use api::wcp::credential_provider as wit;
-    wit::types::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
-    wit::config::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
-    wit::log::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+    version.add_to_linker(&mut linker).with_context(|| {
+        format!(
+            "cannot link the provider world {}",
+            version.package_version()
+        )
+    })?;
     Ok(linker)
 }
 
@@ -329,9 +326,11 @@ fn describe_failure(
     limits: &Limits,
     allowed: Duration,
     err: wasmtime::Error,
+    memory_refused: Option<MemoryLimitExceeded>,
     redactor: &Redactor,
 ) -> anyhow::Error {
-    if err.downcast_ref::<MemoryLimitExceeded>().is_some() {
+    // The limiter's own flag, not wasmtime's text: a refusal ends the call.
+    if memory_refused.is_some() || err.downcast_ref::<MemoryLimitExceeded>().is_some() {
         return anyhow!(
             "plugin {name:?} exceeded its memory limit of {} MiB (all of its memories and tables together)",
             limits.memory_bytes / (1024 * 1024)
@@ -363,34 +362,7 @@ fn describe_failure(
         .filter(|cause| Some(cause) != backtrace.as_ref())
         .collect::<Vec<_>>()
         .join(": ");
-    if text.contains("forcing trap when growing memory") || text.contains("memory limit") {
-        return anyhow!(
-            "plugin {name:?} exceeded its memory limit of {} MiB",
-            limits.memory_bytes / (1024 * 1024)
-        );
-    }
     anyhow!("plugin {name:?} failed: {}", clean(redactor, &text))
-}
-
-fn to_answer(credentials: api::exports::wcp::credential_provider::provider::Credentials) -> Answer {
-    use api::wcp::credential_provider::types::CacheKeyType as K;
-    Answer {
-        auth: credentials
-            .auth
-            .into_iter()
-            .map(|e| AuthEntry {
-                match_key: e.match_key,
-                username: e.username,
-                password: e.password,
-            })
-            .collect(),
-        cache_key_type: match credentials.cache_key_type {
-            K::Image => CacheKeyType::Image,
-            K::Registry => CacheKeyType::Registry,
-            K::Global => CacheKeyType::Global,
-        },
-        expires_at: credentials.expires_at,
-    }
 }
 
 #[cfg(test)]

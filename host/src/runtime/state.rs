@@ -1,7 +1,6 @@
 //! What a plugin's store holds: WASI and wasi:http state, the plugin's own
 //! config values, its limits, and the sink for its log output.
 
-use super::bindings::v0_1::wcp::credential_provider as wit;
 use super::guest_log::GuestLog;
 use super::limiter::CallLimiter;
 use super::outbound::OutboundHooks;
@@ -40,28 +39,21 @@ impl WasiHttpView for PluginState {
     }
 }
 
-impl wit::types::Host for PluginState {}
-
-impl wit::config::Host for PluginState {
-    fn get(&mut self, key: String) -> Option<String> {
-        self.config.get(&key).cloned()
+/// What the provider imports of every API version do, version-free; each
+/// `wit/since_*.rs` forwards its generated `Host` methods here.
+impl PluginState {
+    /// A config value the plugin declared and the operator set.
+    pub fn config_value(&self, key: &str) -> Option<String> {
+        self.config.get(key).cloned()
     }
 
-    fn keys(&mut self) -> Vec<String> {
+    /// The keys of those values.
+    pub fn config_keys(&self) -> Vec<String> {
         self.config.keys().cloned().collect()
     }
-}
 
-impl wit::log::Host for PluginState {
-    fn log(&mut self, level: wit::log::Level, message: String) {
-        use wit::log::Level;
-        let level = match level {
-            Level::Trace => tracing::Level::TRACE,
-            Level::Debug => tracing::Level::DEBUG,
-            Level::Info => tracing::Level::INFO,
-            Level::Warn => tracing::Level::WARN,
-            Level::Error => tracing::Level::ERROR,
-        };
-        self.log.emit(level, "log", &message);
+    /// One line of the plugin's own log, prefixed, capped and redacted.
+    pub fn plugin_log(&mut self, level: tracing::Level, message: &str) {
+        self.log.emit(level, "log", message);
     }
 }

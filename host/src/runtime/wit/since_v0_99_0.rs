@@ -1,0 +1,94 @@
+//! A test-only world version, `wcp:credential-provider@0.99.0`
+//! (`tests/components/next-api/wit`), never compiled into the binary. It
+//! is the proof that a version is one file like this plus one entry in
+//! [`super::ApiVersion`]: its request carries the registry and no
+//! annotations, and its config interface has no `keys`; the runtime
+//! outside `runtime/wit/` does not change to run it.
+
+use super::{PluginRequest, Refusal, Reply};
+use crate::runtime::state::PluginState;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Result, Store};
+use wcp_core::answer::{Answer, AuthEntry};
+use wcp_core::protocol::CacheKeyType;
+
+wasmtime::component::bindgen!({
+    path: "../tests/components/next-api/wit",
+    world: "wcp:credential-provider/plugin",
+    exports: { default: async },
+});
+
+use exports::wcp::credential_provider::provider as export;
+use wcp::credential_provider as wit;
+
+pub const VERSION: &str = "0.99.0";
+
+pub fn add_to_linker(linker: &mut Linker<PluginState>) -> Result<()> {
+    wit::types::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
+    wit::config::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
+    Ok(())
+}
+
+pub async fn instantiate(
+    store: &mut Store<PluginState>,
+    component: &Component,
+    linker: &Linker<PluginState>,
+) -> Result<Plugin> {
+    Plugin::instantiate_async(store, component, linker).await
+}
+
+pub async fn get_credentials(
+    plugin: &Plugin,
+    store: &mut Store<PluginState>,
+    request: &PluginRequest<'_>,
+) -> Result<Reply> {
+    let request = export::Request {
+        image: request.image.to_string(),
+        registry: wcp_core::image::registry_of(request.image).to_string(),
+        service_account_token: request.service_account_token.map(str::to_string),
+    };
+    let returned = plugin
+        .wcp_credential_provider_provider()
+        .call_get_credentials(store, &request)
+        .await?;
+    Ok(returned.map(answer).map_err(refusal))
+}
+
+fn answer(credentials: export::Credentials) -> Answer {
+    use wit::types::CacheKeyType as K;
+    Answer {
+        auth: credentials
+            .auth
+            .into_iter()
+            .map(|e| AuthEntry {
+                match_key: e.match_key,
+                username: e.username,
+                password: e.password,
+            })
+            .collect(),
+        cache_key_type: match credentials.cache_key_type {
+            K::Image => CacheKeyType::Image,
+            K::Registry => CacheKeyType::Registry,
+            K::Global => CacheKeyType::Global,
+        },
+        expires_at: credentials.expires_at,
+    }
+}
+
+fn refusal(error: export::ProviderError) -> Refusal {
+    use export::ProviderError as E;
+    match error {
+        E::NoCredentials(why) => Refusal::NoCredentials(why),
+        E::Config(why) => Refusal::Config(why),
+        E::Unauthorized(why) => Refusal::Unauthorized(why),
+        E::Upstream(why) => Refusal::Upstream(why),
+    }
+}
+
+impl wit::types::Host for PluginState {}
+
+impl wit::config::Host for PluginState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.config_value(&key)
+    }
+}
