@@ -5,7 +5,7 @@
 //! `tests/components/answer-forge`; cache hits are counted with
 //! `tests/components/http-probe` against a counting token server.
 
-mod support;
+use crate::support;
 
 use support::kubelet::{Exec, Provider, RequestSpec, V1};
 use support::server::{Reply, TestServer};

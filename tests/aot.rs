@@ -2,7 +2,7 @@
 //! never trusted when modified, swapped, truncated or foreign. The artifact
 //! cache never fails a request.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The central cache: kubelet's key semantics on disk, shared by processes,
 //! one upstream call per key, never failing a request.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -2,10 +2,7 @@
 //! of STS, ECR and IMDS that check every field and header, verify the SigV4
 //! signature with the test secret and answer in AWS's real shapes.
 
-// Only this test uses it, so it is not part of `support` for every test.
-#[path = "support/sigv4.rs"]
-mod sigv4;
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -335,7 +332,7 @@ fn check_ecr_request(seen: &Seen) -> Result<(String, bool), String> {
     )?;
     let keys = [STS_KEY, STATIC_KEY, IMDS_KEY];
     let key_of = |id: &str| keys.into_iter().find(|(k, _, _)| *k == id);
-    let verified = sigv4::verify(seen, |id| key_of(id).map(|(_, s, _)| s.to_string()))
+    let verified = support::sigv4::verify(seen, |id| key_of(id).map(|(_, s, _)| s.to_string()))
         .map_err(|e| format!("ECR: {e}"))?;
     let (want_region, want_service) = if public {
         ("us-east-1", "ecr-public")

@@ -1,7 +1,7 @@
 //! The kubelet exec path end to end: the real host binary, exec'd as the
 //! kubelet does, running real components built from `plugins/`.
 
-mod support;
+use crate::support;
 
 use support::kubelet::{ALL_VERSIONS, Provider, RequestSpec, V1, V1BETA1};
 use support::strict;

@@ -5,7 +5,7 @@
 //! lookups that never answer. Each scenario is a hostile component or
 //! input against the real host binary and real loopback servers.
 
-mod support;
+use crate::support;
 
 use std::net::UdpSocket;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! written as itself; declared names are validated and `inspect` escapes
 //! what it prints.
 
-mod support;
+use crate::support;
 
 use support::kubelet::{Exec, Provider, RequestSpec, V1};
 use support::tokens::sa_token;

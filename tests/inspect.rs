@@ -1,7 +1,7 @@
 //! `inspect`: what a security team sees for a component, with and without
 //! the operator's grant.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use support::workspace::{Workspace, host_binary};

@@ -3,7 +3,7 @@
 //! plugin's deadline plus a small margin; denials are recorded in the audit
 //! log; forbidden servers see zero connections.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::kubelet::{Exec, Provider, RequestSpec, V1};

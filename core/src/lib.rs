@@ -5,6 +5,9 @@
 //! validation) can be tested on their own. The host crate uses this crate;
 //! this crate never uses the host.
 
+// Pure logic needs none: the compiler holds this crate to it.
+#![forbid(unsafe_code)]
+
 pub mod answer;
 pub mod answer_scope;
 pub mod cache_entry;

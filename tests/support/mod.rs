@@ -6,6 +6,7 @@
 
 pub mod kubelet;
 pub mod server;
+pub mod sigv4;
 pub mod strict;
 pub mod tokens;
 pub mod workspace;

@@ -1,0 +1,19 @@
+//! Every integration test, in one test binary (as wasmtime's `tests/all`):
+//! one link of the test support instead of one per file, and `cargo test`
+//! schedules all of them across the same test threads. Each module execs
+//! the real host binary, as the kubelet does, against servers on loopback.
+//!
+//! Run one area with a filter: `cargo test -p wasm-credential-provider
+//! --test all -- cache::`.
+
+mod support;
+
+mod answers;
+mod aot;
+mod cache;
+mod ecr;
+mod exec;
+mod host_limits;
+mod hostile_text;
+mod inspect;
+mod sandbox;
