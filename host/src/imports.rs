@@ -171,12 +171,20 @@ mod tests {
             "wasi:http/incoming-handler",
             "wcp:credential-provider/provider",
         ];
-        let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/since_v0.1.0");
-        let mut files: Vec<_> = std::fs::read_dir(wit.join("deps"))
+        // Every released API version, and the test-only next one.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut dirs: Vec<_> = std::fs::read_dir(root.join("wit"))
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();
-        files.push(wit.join("provider.wit"));
+        dirs.push(root.join("tests/components/next-api/wit"));
+        let mut files = Vec::new();
+        for wit in &dirs {
+            if let Ok(deps) = std::fs::read_dir(wit.join("deps")) {
+                files.extend(deps.map(|e| e.unwrap().path()));
+            }
+            files.push(wit.join("provider.wit"));
+        }
         let mut seen = 0;
         for file in files {
             let text = std::fs::read_to_string(&file).unwrap();
