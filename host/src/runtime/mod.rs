@@ -4,6 +4,7 @@
 
 mod compile;
 pub mod engine;
+mod failure;
 mod guest_log;
 mod limiter;
 mod outbound;
@@ -17,23 +18,23 @@ use crate::events::{Event, Events};
 use crate::module::VerifiedModule;
 use crate::sandbox::Sandbox;
 use crate::tls::TlsPolicy;
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
+use failure::{deadline_text, describe_failure};
 use guest_log::{GuestLog, clean};
-use limiter::{CallLimiter, MemoryLimitExceeded};
+use limiter::CallLimiter;
 use outbound::OutboundHooks;
 use state::PluginState;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi_http::WasiHttpCtx;
 use wcp_core::answer::Answer;
-use wcp_core::config::{Limits, PluginConfig};
+use wcp_core::config::PluginConfig;
 use wcp_core::protocol::Request;
 use wcp_core::proxy::{ProxyPolicy, ProxyResolution};
-use wcp_core::redact::Redactor;
 use wit::{ApiVersion, PluginRequest, Refusal};
 
 /// Bytes of stdout and of stderr kept from a plugin.
@@ -305,79 +306,4 @@ fn start_deadline_timer(engine: &Engine, timeout: Duration) {
             engine.increment_epoch();
         }
     });
-}
-
-/// "its 10s deadline", or, when the exec budget cut the call short, what
-/// was left of it.
-fn deadline_text(timeout: Duration, allowed: Duration) -> String {
-    if allowed + Duration::from_millis(1) >= timeout {
-        format!("its {timeout:?} deadline")
-    } else {
-        format!(
-            "the {:.1}s left of the exec's {}s budget (its timeout is {timeout:?}; time went to waiting for a concurrent exec or a compile)",
-            allowed.as_secs_f64(),
-            crate::budget::EXEC_BUDGET.as_secs()
-        )
-    }
-}
-
-fn describe_failure(
-    name: &str,
-    limits: &Limits,
-    allowed: Duration,
-    err: wasmtime::Error,
-    memory_refused: Option<MemoryLimitExceeded>,
-    redactor: &Redactor,
-) -> anyhow::Error {
-    // The limiter's own flag, not wasmtime's text: a refusal ends the call.
-    if memory_refused.is_some() || err.downcast_ref::<MemoryLimitExceeded>().is_some() {
-        return anyhow!(
-            "plugin {name:?} exceeded its memory limit of {} MiB (all of its memories and tables together)",
-            limits.memory_bytes / (1024 * 1024)
-        );
-    }
-    if let Some(trap) = err.downcast_ref::<Trap>() {
-        return match trap {
-            Trap::Interrupt => anyhow!(
-                "plugin {name:?} did not answer within {} and was interrupted",
-                deadline_text(limits.timeout, allowed)
-            ),
-            Trap::MemoryOutOfBounds => anyhow!(
-                "plugin {name:?} trapped: out-of-bounds memory access (also how a runaway recursion that exhausts the plugin's stack ends)"
-            ),
-            Trap::StackOverflow => {
-                anyhow!("plugin {name:?} overflowed its stack (runaway recursion)")
-            }
-            other => anyhow!("plugin {name:?} trapped: {other}"),
-        };
-    }
-    // The wasm backtrace wasmtime attaches is addresses of a third party's
-    // code: useless in the kubelet's one line, so only the causes remain.
-    let backtrace = err
-        .downcast_ref::<wasmtime::WasmBacktrace>()
-        .map(ToString::to_string);
-    let text = err
-        .chain()
-        .map(ToString::to_string)
-        .filter(|cause| Some(cause) != backtrace.as_ref())
-        .collect::<Vec<_>>()
-        .join(": ");
-    anyhow!("plugin {name:?} failed: {}", clean(redactor, &text))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::deadline_text;
-    use std::time::Duration;
-
-    #[test]
-    fn a_call_cut_by_the_exec_budget_says_so() {
-        let s = Duration::from_secs;
-        assert_eq!(deadline_text(s(10), s(10)), "its 10s deadline");
-        let cut = deadline_text(s(55), Duration::from_millis(12_500));
-        assert!(
-            cut.starts_with("the 12.5s left of the exec's 58s budget"),
-            "{cut}"
-        );
-    }
 }
