@@ -14,6 +14,49 @@
 //! here, and one variant in [`ApiVersion`] and [`Provider`] with its match
 //! arms below. `since_v0_99_0` (test-only) shows it.
 
+/// `answer` and `refusal` for a version module whose `credentials` and
+/// `provider-error` have the shape of the latest ones (every version so
+/// far): expanded inside the module, where `export` names its generated
+/// provider interface and `wit` its package. A version whose shapes differ
+/// writes its own two functions instead.
+macro_rules! latest_shape_conversions {
+    () => {
+        fn answer(credentials: export::Credentials) -> wcp_core::answer::Answer {
+            use wcp_core::protocol::CacheKeyType;
+            use wit::types::CacheKeyType as K;
+            wcp_core::answer::Answer {
+                auth: credentials
+                    .auth
+                    .into_iter()
+                    .map(|e| wcp_core::answer::AuthEntry {
+                        match_key: e.match_key,
+                        username: e.username,
+                        password: e.password,
+                    })
+                    .collect(),
+                cache_key_type: match credentials.cache_key_type {
+                    K::Image => CacheKeyType::Image,
+                    K::Registry => CacheKeyType::Registry,
+                    K::Global => CacheKeyType::Global,
+                },
+                expires_at: credentials.expires_at,
+            }
+        }
+
+        fn refusal(error: export::ProviderError) -> super::Refusal {
+            use super::Refusal;
+            use export::ProviderError as E;
+            match error {
+                E::NoCredentials(why) => Refusal::NoCredentials(why),
+                E::Config(why) => Refusal::Config(why),
+                E::Unauthorized(why) => Refusal::Unauthorized(why),
+                E::Upstream(why) => Refusal::Upstream(why),
+            }
+        }
+    };
+}
+use latest_shape_conversions;
+
 mod since_v0_1_0;
 #[cfg(test)]
 mod since_v0_99_0;

@@ -4,12 +4,10 @@
 //! and the conversions from and to the version-free request and reply.
 //! Nothing outside `runtime/wit/` names these types.
 
-use super::{PluginRequest, Refusal, Reply};
+use super::{PluginRequest, Reply};
 use crate::runtime::state::PluginState;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Result, Store};
-use wcp_core::answer::{Answer, AuthEntry};
-use wcp_core::protocol::CacheKeyType;
 
 wasmtime::component::bindgen!({
     path: "../wit/since_v0.1.0",
@@ -68,36 +66,8 @@ pub async fn get_credentials(
     Ok(returned.map(answer).map_err(refusal))
 }
 
-fn answer(credentials: export::Credentials) -> Answer {
-    use wit::types::CacheKeyType as K;
-    Answer {
-        auth: credentials
-            .auth
-            .into_iter()
-            .map(|e| AuthEntry {
-                match_key: e.match_key,
-                username: e.username,
-                password: e.password,
-            })
-            .collect(),
-        cache_key_type: match credentials.cache_key_type {
-            K::Image => CacheKeyType::Image,
-            K::Registry => CacheKeyType::Registry,
-            K::Global => CacheKeyType::Global,
-        },
-        expires_at: credentials.expires_at,
-    }
-}
-
-fn refusal(error: export::ProviderError) -> Refusal {
-    use export::ProviderError as E;
-    match error {
-        E::NoCredentials(why) => Refusal::NoCredentials(why),
-        E::Config(why) => Refusal::Config(why),
-        E::Unauthorized(why) => Refusal::Unauthorized(why),
-        E::Upstream(why) => Refusal::Upstream(why),
-    }
-}
+// This version's answer and error types have the latest shape.
+super::latest_shape_conversions!();
 
 impl wit::types::Host for PluginState {}
 

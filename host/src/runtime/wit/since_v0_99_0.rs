@@ -5,12 +5,10 @@
 //! annotations, and its config interface has no `keys`; the runtime
 //! outside `runtime/wit/` does not change to run it.
 
-use super::{PluginRequest, Refusal, Reply};
+use super::{PluginRequest, Reply};
 use crate::runtime::state::PluginState;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Result, Store};
-use wcp_core::answer::{Answer, AuthEntry};
-use wcp_core::protocol::CacheKeyType;
 
 wasmtime::component::bindgen!({
     path: "../tests/components/next-api/wit",
@@ -54,36 +52,8 @@ pub async fn get_credentials(
     Ok(returned.map(answer).map_err(refusal))
 }
 
-fn answer(credentials: export::Credentials) -> Answer {
-    use wit::types::CacheKeyType as K;
-    Answer {
-        auth: credentials
-            .auth
-            .into_iter()
-            .map(|e| AuthEntry {
-                match_key: e.match_key,
-                username: e.username,
-                password: e.password,
-            })
-            .collect(),
-        cache_key_type: match credentials.cache_key_type {
-            K::Image => CacheKeyType::Image,
-            K::Registry => CacheKeyType::Registry,
-            K::Global => CacheKeyType::Global,
-        },
-        expires_at: credentials.expires_at,
-    }
-}
-
-fn refusal(error: export::ProviderError) -> Refusal {
-    use export::ProviderError as E;
-    match error {
-        E::NoCredentials(why) => Refusal::NoCredentials(why),
-        E::Config(why) => Refusal::Config(why),
-        E::Unauthorized(why) => Refusal::Unauthorized(why),
-        E::Upstream(why) => Refusal::Upstream(why),
-    }
-}
+// This version's answer and error types have the latest shape.
+super::latest_shape_conversions!();
 
 impl wit::types::Host for PluginState {}
 
