@@ -186,13 +186,13 @@ impl ApiVersion {
         linker: &Linker<PluginState>,
     ) -> wasmtime::Result<Provider> {
         Ok(match self {
-            ApiVersion::V0_1 => {
-                Provider::V0_1(since_v0_1_0::instantiate(store, component, linker).await?)
-            }
+            ApiVersion::V0_1 => Provider::V0_1(
+                since_v0_1_0::Plugin::instantiate_async(store, component, linker).await?,
+            ),
             #[cfg(test)]
-            ApiVersion::V0_99 => {
-                Provider::V0_99(since_v0_99_0::instantiate(store, component, linker).await?)
-            }
+            ApiVersion::V0_99 => Provider::V0_99(
+                since_v0_99_0::Plugin::instantiate_async(store, component, linker).await?,
+            ),
         })
     }
 }

@@ -7,7 +7,7 @@
 
 use super::{PluginRequest, Reply};
 use crate::runtime::state::PluginState;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Result, Store};
 
 wasmtime::component::bindgen!({
@@ -25,14 +25,6 @@ pub fn add_to_linker(linker: &mut Linker<PluginState>) -> Result<()> {
     wit::types::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
     wit::config::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
     Ok(())
-}
-
-pub async fn instantiate(
-    store: &mut Store<PluginState>,
-    component: &Component,
-    linker: &Linker<PluginState>,
-) -> Result<Plugin> {
-    Plugin::instantiate_async(store, component, linker).await
 }
 
 pub async fn get_credentials(
