@@ -7,7 +7,8 @@ use base64::Engine;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::Path;
-use wcp_core::answer::AuthEntry;
+use wcp_core::answer::{Answer, AuthEntry};
+use wcp_core::cache_entry::Entry;
 use wcp_core::cache_key::{ServiceAccountKey, TokenCacheType, encode_key};
 use wcp_core::protocol::{ApiVersion, AuthConfig};
 
