@@ -27,7 +27,8 @@ impl Exec<'_> {
             .with_context(|| format!("plugin {:?} returned an unusable answer", plugin.name))?;
         if self.scope.check_keys(auth.keys()).is_err() {
             // Again, for an error line that quotes the key (plugin output)
-            // with the token and secret config values hidden.
+            // with the token and secret config values hidden (read from
+            // their files or variables only on this error path).
             let secrets = crate::serve::secrets(plugin, request);
             self.scope.hiding(&secrets).check_keys(auth.keys())?;
         }
