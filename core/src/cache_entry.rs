@@ -6,7 +6,8 @@
 //! or copied under another entry's name is never served for that entry.
 
 use crate::answer_scope::{AnswerScope, Narrowed};
-use crate::cache_key::entry_id;
+use crate::cache_key::{Partition, entry_id};
+use crate::image::registry_of;
 use crate::protocol::{AuthConfig, CacheKeyType};
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,31 @@ impl std::fmt::Debug for Entry {
 }
 
 impl Entry {
+    /// The entry for an answer to `image` given at `now` (Unix seconds),
+    /// stored under `kind`'s key in `partition` for `duration` seconds.
+    pub fn new(
+        plugin: &str,
+        partition: &Partition,
+        kind: CacheKeyType,
+        image: &str,
+        auth: BTreeMap<String, AuthConfig>,
+        now: u64,
+        duration: u64,
+    ) -> Result<Self> {
+        Ok(Self {
+            format: FORMAT.into(),
+            plugin: plugin.into(),
+            scope: partition.scope.clone(),
+            key: hex::encode(partition.key(kind, image)?),
+            key_kind: kind,
+            registry: registry_of(image).into(),
+            service_account: partition.service_account.clone(),
+            created_at: now,
+            expires_at: now.saturating_add(duration),
+            auth,
+        })
+    }
+
     /// The file id this entry must live under.
     pub fn id(&self) -> Result<String> {
         Ok(entry_id(
@@ -170,6 +196,28 @@ mod tests {
         other_scope.scope = "p#other".into();
         assert_ne!(other_scope.id().unwrap(), e.id().unwrap());
         assert!(Entry::decode_for(&other_scope.encode(), "p", &key).is_err());
+    }
+
+    #[test]
+    fn new_entries_live_under_their_partition_key() {
+        let partition = Partition {
+            scope: "p".into(),
+            sa_key: Vec::new(),
+            service_account: None,
+        };
+        let e = Entry::new(
+            "p",
+            &partition,
+            CacheKeyType::Registry,
+            "r.io/x",
+            sample().auth,
+            100,
+            300,
+        )
+        .unwrap();
+        assert_eq!(e, sample());
+        let key = encode_key("r.io", &[]).unwrap();
+        assert_eq!(Entry::decode_for(&e.encode(), "p", &key).unwrap(), e);
     }
 
     #[test]

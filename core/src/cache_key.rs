@@ -7,7 +7,8 @@
 
 use crate::image::registry_of;
 use crate::protocol::CacheKeyType;
-use anyhow::{Result, bail};
+use crate::sa_token;
+use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -116,6 +117,80 @@ pub fn entry_id(plugin: &str, key: &[u8]) -> String {
     hasher.update(plugin.as_bytes());
     hasher.update(key);
     hex::encode(hasher.finalize())
+}
+
+/// Where one request's answers live in the cache, worked out once per
+/// request: the plugin's scope (a SHA-256 over its settings, see
+/// `PluginConfig::cache_scope`) and the service-account part of every key,
+/// from the token parsed once. Lookup, flight lock and the stored entry all
+/// derive from it, so they cannot disagree about the identity.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Partition {
+    /// The plugin's cache scope.
+    pub scope: String,
+    /// kubelet's saKey bytes; empty outside service-account mode.
+    pub sa_key: Vec<u8>,
+    /// `namespace/name` of the token's service account, for listings.
+    pub service_account: Option<String>,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partition")
+            .field("scope", &self.scope)
+            .field("service_account", &self.service_account)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Partition {
+    /// The partition of a request with `token` (if the kubelet sent one)
+    /// and `annotations`. An error means the token's identity cannot be
+    /// read (or does not fit a key): such a request must not be cached, as
+    /// its answer could not be told apart from another identity's.
+    pub fn new(
+        scope: String,
+        token: Option<&str>,
+        annotations: &BTreeMap<String, String>,
+        cache_type: TokenCacheType,
+    ) -> Result<Self> {
+        let Some(token) = token else {
+            return Ok(Self {
+                scope,
+                sa_key: Vec::new(),
+                service_account: None,
+            });
+        };
+        let who = sa_token::coordinates(token).context("service-account identity unreadable")?;
+        let sa_key =
+            ServiceAccountKey::new(&who.namespace, &who.name, &who.uid, annotations, token)
+                .encode(cache_type)
+                .context("service-account identity does not fit a cache key")?;
+        Ok(Self {
+            scope,
+            sa_key,
+            service_account: Some(format!("{}/{}", who.namespace, who.name)),
+        })
+    }
+
+    /// The full key of `image` under `kind`.
+    pub fn key(&self, kind: CacheKeyType, image: &str) -> Result<Vec<u8>> {
+        encode_key(base_key(kind, image), &self.sa_key)
+    }
+
+    /// The keys to look up for `image`, in kubelet's order.
+    pub fn lookup_keys(&self, image: &str) -> Result<Vec<(CacheKeyType, Vec<u8>)>> {
+        lookup_keys(image, &self.sa_key)
+    }
+
+    /// The flight of `image`: one plugin call at a time per (plugin,
+    /// registry, identity), whatever `cacheKeyType` the answer will have.
+    pub fn flight(&self, image: &str) -> Result<String> {
+        Ok(entry_id(
+            &self.scope,
+            &self.key(CacheKeyType::Registry, image)?,
+        ))
+    }
 }
 
 fn put_string(out: &mut Vec<u8>, s: &str) -> Result<()> {
@@ -254,6 +329,51 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_partition_reads_the_token_once_for_every_key() {
+        use base64::Engine;
+        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let claims =
+            r#"{"kubernetes.io":{"namespace":"ns","serviceaccount":{"name":"sa","uid":"u1"}}}"#;
+        let token = format!("{}.{}.sig", b64("{}"), b64(claims));
+        let annotations = BTreeMap::from([("k".to_string(), "v".to_string())]);
+        let p = Partition::new(
+            "p#1".into(),
+            Some(&token),
+            &annotations,
+            TokenCacheType::ServiceAccount,
+        )
+        .unwrap();
+        let sa = ServiceAccountKey::new("ns", "sa", "u1", &annotations, &token)
+            .encode(TokenCacheType::ServiceAccount)
+            .unwrap();
+        assert_eq!(p.sa_key, sa);
+        assert_eq!(p.service_account.as_deref(), Some("ns/sa"));
+        assert_eq!(
+            p.lookup_keys("r.io/x").unwrap(),
+            lookup_keys("r.io/x", &sa).unwrap()
+        );
+        assert_eq!(
+            p.flight("r.io/x").unwrap(),
+            entry_id("p#1", &encode_key("r.io", &sa).unwrap())
+        );
+        let plain =
+            Partition::new("p#1".into(), None, &annotations, TokenCacheType::Token).unwrap();
+        assert!(plain.sa_key.is_empty() && plain.service_account.is_none());
+        let err = Partition::new(
+            "p#1".into(),
+            Some("opaque"),
+            &annotations,
+            TokenCacheType::Token,
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("identity unreadable"),
+            "{err:#}"
+        );
+        assert!(!format!("{p:?}").contains("u1"));
     }
 
     #[test]

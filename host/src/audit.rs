@@ -7,7 +7,9 @@
 //! ([`crate::secrets::scrub`]: registered secrets redacted, control and bidi
 //! characters escaped) before it is encoded.
 
-use serde_json::{Map, Value, json};
+use crate::events::Record;
+use serde::Serialize;
+use serde_json::{Map, Value};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -45,31 +47,74 @@ impl AuditLog {
         }
     }
 
-    /// Appends one event. `fields` should hold no secrets; any registered
-    /// secret that slips in is redacted anyway.
-    pub fn record(&self, event: &str, fields: Map<String, Value>) {
+    /// Appends one record. Records hold no secrets by construction; any
+    /// registered secret that slips into a string is redacted anyway.
+    pub fn record(&self, record: &Record<'_>) {
         let Some(file) = &self.file else { return };
-        let time = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let mut line = json!({ "time": time, "event": event });
-        if let Value::Object(map) = &mut line {
-            map.extend(fields);
-        }
-        scrub_strings(&mut line);
-        let mut text = line.to_string();
-        if crate::secrets::holds_secret(&text) {
-            // Only JSON's own escaping can produce a secret's form here
-            // (the strings were scrubbed); keep the event, not the fields.
-            text = json!({ "time": time, "event": event, "withheld": "fields matched a secret" })
-                .to_string();
-        }
+        let mut text = line(unix_time(), record);
         text.push('\n');
         // One write call per line: O_APPEND keeps concurrent writers' lines whole.
         if let Ok(mut file) = file.lock() {
             let _ = file.write_all(text.as_bytes());
         }
     }
+}
+
+impl crate::exec::Audit for AuditLog {
+    fn record(&self, record: &Record<'_>) {
+        AuditLog::record(self, record);
+    }
+}
+
+fn unix_time() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `record` as one JSON object: `time`, `event`, then its fields (sorted),
+/// every string scrubbed; only `time` and `event` if a field still matches
+/// a secret.
+fn line(time: f64, record: &Record<'_>) -> String {
+    let mut value = serde_json::to_value(record).unwrap_or(Value::Null);
+    scrub_strings(&mut value);
+    let mut fields = match value {
+        Value::Object(fields) => fields,
+        // Every record serialises as an object; an audit write must not
+        // panic if one ever did not.
+        _ => Map::new(),
+    };
+    let event = fields.remove("event").unwrap_or(Value::Null);
+    let whole = Line {
+        time,
+        event: &event,
+        fields,
+        withheld: None,
+    };
+    let text = serde_json::to_string(&whole).unwrap_or_default();
+    if !crate::secrets::holds_secret(&text) {
+        return text;
+    }
+    // Only JSON's own escaping can produce a secret's form here (the
+    // strings were scrubbed); keep the event, not the fields.
+    let withheld = Line {
+        time,
+        event: &event,
+        fields: Map::new(),
+        withheld: Some("fields matched a secret"),
+    };
+    serde_json::to_string(&withheld).unwrap_or_default()
+}
+
+/// The order of an audit line's keys: `time` and `event` first.
+#[derive(Serialize)]
+struct Line<'a> {
+    time: f64,
+    event: &'a Value,
+    #[serde(flatten)]
+    fields: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    withheld: Option<&'static str>,
 }
 
 /// Scrubs every string (keys included) of `value` in place.
@@ -89,5 +134,55 @@ fn scrub_strings(value: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{CallOutcome, Event, EventKind};
+
+    #[test]
+    fn lines_start_with_time_and_event_and_keep_every_field() {
+        let call = Record::PluginCall {
+            plugin: "p",
+            sha256: "ab",
+            registry: "r.io",
+            service_account_token: false,
+            duration_ms: 1.5,
+            outcome: CallOutcome::NoCredentials,
+            component: Some("artifact"),
+        };
+        assert_eq!(
+            line(7.0, &call),
+            r#"{"time":7.0,"event":"plugin_call","component":"artifact","durationMs":1.5,"outcome":"no_credentials","plugin":"p","registry":"r.io","serviceAccountToken":false,"sha256":"ab"}"#
+        );
+        let denied = Event {
+            kind: EventKind::DestinationIpProhibited,
+            destination: "https://x.io:443".into(),
+            address: Some("10.0.0.1".into()),
+            detail: "bad\u{202e}".into(),
+        };
+        assert_eq!(
+            line(7.0, &Record::security("p", &denied)),
+            r#"{"time":7.0,"event":"destination_ip_prohibited","address":"10.0.0.1","destination":"https://x.io:443","detail":"bad\\u{202e}","plugin":"p"}"#
+        );
+    }
+
+    #[test]
+    fn a_secret_in_a_field_never_reaches_the_line() {
+        crate::secrets::register("audit-test-secret");
+        let denied = Event {
+            kind: EventKind::DestinationNotAllowed,
+            destination: "https://audit-test-secret.io".into(),
+            address: None,
+            detail: "d".into(),
+        };
+        let text = line(1.0, &Record::security("p", &denied));
+        assert!(!text.contains("audit-test-secret"), "{text}");
+        assert!(
+            text.starts_with(r#"{"time":1.0,"event":"destination_not_allowed""#),
+            "{text}"
+        );
     }
 }

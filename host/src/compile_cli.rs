@@ -14,9 +14,9 @@ use {
     crate::artifact::ArtifactStore,
     crate::audit::AuditLog,
     crate::cache::CacheStore,
+    crate::events::{CompileOutcome, Record},
     crate::{module, runtime},
     anyhow::{Context, bail},
-    serde_json::Map,
     std::sync::{Arc, Mutex},
     std::time::Instant,
     wcp_core::config::HostConfig,
@@ -65,17 +65,14 @@ pub fn run(config_path: &Path, plugin: Option<&str>, time_limit: Option<Duration
             Err(e) => println!("{}: replacing unusable artifact: {e:#}", plugin.name),
         }
         let started = Instant::now();
-        let record = |outcome: &str| {
-            let mut fields = Map::new();
-            fields.insert("plugin".into(), plugin.name.clone().into());
-            fields.insert("sha256".into(), module.sha256.clone().into());
-            fields.insert("background".into(), background.into());
-            fields.insert("outcome".into(), outcome.into());
-            fields.insert(
-                "durationMs".into(),
-                (started.elapsed().as_secs_f64() * 1000.0).into(),
-            );
-            audit.record("compile", fields);
+        let record = |outcome| {
+            audit.record(&Record::Compile {
+                plugin: &plugin.name,
+                sha256: &module.sha256,
+                background,
+                outcome,
+                duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            });
         };
         *current.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((audit.clone(), plugin.name.clone(), module.sha256.clone()));
@@ -89,13 +86,13 @@ pub fn run(config_path: &Path, plugin: Option<&str>, time_limit: Option<Duration
                     plugin.module.display()
                 )
             })
-            .inspect_err(|_| record("failed"))?;
+            .inspect_err(|_| record(CompileOutcome::Failed))?;
         store
             .store(&module.sha256, &code)
             .with_context(|| format!("plugin {:?}: cannot store the artifact", plugin.name))
-            .inspect_err(|_| record("failed"))?;
+            .inspect_err(|_| record(CompileOutcome::Failed))?;
         store.clear_compile_log(&module.sha256);
-        record("compiled");
+        record(CompileOutcome::Compiled);
         println!(
             "{}: compiled {} ({} bytes of wasm -> {} bytes) in {:.0} ms",
             plugin.name,
@@ -121,13 +118,13 @@ fn watchdog(limit: Duration, current: Current) {
         let what = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let name = match what {
             Some((audit, plugin, sha256)) => {
-                let mut fields = Map::new();
-                fields.insert("plugin".into(), plugin.clone().into());
-                fields.insert("sha256".into(), sha256.into());
-                fields.insert("background".into(), true.into());
-                fields.insert("outcome".into(), "time_limit".into());
-                fields.insert("durationMs".into(), (limit.as_secs_f64() * 1000.0).into());
-                audit.record("compile", fields);
+                audit.record(&Record::Compile {
+                    plugin: &plugin,
+                    sha256: &sha256,
+                    background: true,
+                    outcome: CompileOutcome::TimeLimit,
+                    duration_ms: limit.as_secs_f64() * 1000.0,
+                });
                 format!("plugin {plugin:?}")
             }
             None => "the plugins".to_string(),

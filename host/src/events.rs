@@ -1,13 +1,107 @@
-//! Security events raised while a plugin runs (denied destinations,
-//! prohibited addresses, oversized responses, TLS failures). They go to the
-//! audit log, and they explain a failure in the one stderr line the kubelet
-//! shows. Both writers redact registered secrets (a plugin can put the
-//! token in a host name it is denied).
+//! What the host records: the security events raised while a plugin runs
+//! (denied destinations, prohibited addresses, oversized responses, TLS
+//! failures) and every line of the audit log ([`Record`]), in one file, so
+//! that the names operators alert on and the fields they read are declared
+//! in one place. Events go to the audit log and explain a failure in the
+//! one stderr line the kubelet shows. Both writers redact registered
+//! secrets (a plugin can put the token in a host name it is denied).
 
 use serde::Serialize;
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use wcp_core::escape::escape_controls;
+use wcp_core::protocol::CacheKeyType;
+
+/// One line of the audit log: its `event` name and fields (camelCase), as
+/// security teams read them. The writer ([`crate::audit::AuditLog`]) adds
+/// `time`, puts `time` and `event` first and scrubs every string. No
+/// variant may hold a token, password or config value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(
+    tag = "event",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+pub enum Record<'a> {
+    /// An answer served from the credential cache (no plugin ran).
+    CacheHit {
+        plugin: &'a str,
+        /// The lookup key that hit (`Image`, `Registry`, `Global`).
+        key_kind: CacheKeyType,
+        registry: &'a str,
+        remaining_seconds: u64,
+    },
+    /// One plugin call on a cache miss, whatever its outcome.
+    PluginCall {
+        plugin: &'a str,
+        sha256: &'a str,
+        registry: &'a str,
+        /// Whether the kubelet sent a token (never the token).
+        service_account_token: bool,
+        duration_ms: f64,
+        outcome: CallOutcome,
+        /// How the component was obtained, if it got that far.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        component: Option<&'a str>,
+    },
+    /// One precompile (`compile`, or an exec's background compile); only
+    /// the build with the compiler compiles.
+    #[cfg(feature = "compiler")]
+    Compile {
+        plugin: &'a str,
+        sha256: &'a str,
+        background: bool,
+        outcome: CompileOutcome,
+        duration_ms: f64,
+    },
+    /// A security event; its `event` is the [`EventKind`]'s name.
+    #[serde(untagged)]
+    Security(SecurityRecord<'a>),
+}
+
+/// The audit line of one [`Event`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SecurityRecord<'a> {
+    pub event: EventKind,
+    pub plugin: &'a str,
+    pub destination: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<&'a str>,
+    pub detail: &'a str,
+}
+
+impl<'a> Record<'a> {
+    /// The audit line of `event`, raised while `plugin` ran.
+    pub fn security(plugin: &'a str, event: &'a Event) -> Self {
+        Record::Security(SecurityRecord {
+            event: event.kind,
+            plugin,
+            destination: &event.destination,
+            address: event.address.as_deref(),
+            detail: &event.detail,
+        })
+    }
+}
+
+/// How a plugin call ended, in its audit line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    Credentials,
+    NoCredentials,
+    Error,
+}
+
+/// How a compile ended, in its audit line.
+#[cfg(feature = "compiler")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompileOutcome {
+    Compiled,
+    Failed,
+    /// A background compile ended by its time limit.
+    TimeLimit,
+}
 
 /// What kind of denial or cut-off an [`Event`] is: its `error.type` in the
 /// logs and its `event` in the audit log. These names are an interface
@@ -106,8 +200,19 @@ impl Events {
     }
 }
 
-/// The events as one clause for the failure line: `host denied: ...`.
-pub fn summary(events: &[Event]) -> Option<String> {
+/// The failure line of a call that raised `events`: the call's error with
+/// the events appended as one clause, `... [host: destination_not_allowed
+/// ...]`, since a denial is usually why a plugin failed. The only place
+/// the events join an error.
+pub fn explain(err: anyhow::Error, events: &[Event]) -> anyhow::Error {
+    match summary(events) {
+        Some(summary) => anyhow::anyhow!("{err:#} {summary}"),
+        None => err,
+    }
+}
+
+/// The events as one clause for the failure line: `[host: ...]`.
+fn summary(events: &[Event]) -> Option<String> {
     if events.is_empty() {
         return None;
     }
@@ -133,7 +238,80 @@ pub fn summary(events: &[Event]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::EventKind;
+    use super::*;
+    use serde_json::json;
+
+    /// The audit interface: every record's `event` and field names, as
+    /// operators and tests/*.rs read them.
+    #[test]
+    fn records_keep_their_names_and_fields() {
+        let hit = Record::CacheHit {
+            plugin: "p",
+            key_kind: CacheKeyType::Registry,
+            registry: "r.io",
+            remaining_seconds: 42,
+        };
+        assert_eq!(
+            serde_json::to_value(&hit).unwrap(),
+            json!({"event": "cache_hit", "plugin": "p", "keyKind": "Registry",
+                   "registry": "r.io", "remainingSeconds": 42})
+        );
+        let call = Record::PluginCall {
+            plugin: "p",
+            sha256: "ab",
+            registry: "r.io",
+            service_account_token: true,
+            duration_ms: 2.5,
+            outcome: CallOutcome::Error,
+            component: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&call).unwrap(),
+            json!({"event": "plugin_call", "plugin": "p", "sha256": "ab", "registry": "r.io",
+                   "serviceAccountToken": true, "durationMs": 2.5, "outcome": "error"})
+        );
+        #[cfg(feature = "compiler")]
+        assert_eq!(
+            serde_json::to_value(Record::Compile {
+                plugin: "p",
+                sha256: "ab",
+                background: true,
+                outcome: CompileOutcome::TimeLimit,
+                duration_ms: 300000.0,
+            })
+            .unwrap(),
+            json!({"event": "compile", "plugin": "p", "sha256": "ab", "background": true,
+                   "outcome": "time_limit", "durationMs": 300000.0})
+        );
+        let denied = Event {
+            kind: EventKind::ResponseTooLarge,
+            destination: "https://r.io:443".into(),
+            address: None,
+            detail: "over 4 MiB".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(Record::security("p", &denied)).unwrap(),
+            json!({"event": "response_too_large", "plugin": "p",
+                   "destination": "https://r.io:443", "detail": "over 4 MiB"})
+        );
+    }
+
+    #[test]
+    fn a_failure_line_ends_with_the_events_once() {
+        let denied = Event {
+            kind: EventKind::DestinationNotAllowed,
+            destination: "https://x.io:443".into(),
+            address: None,
+            detail: "not granted".into(),
+        };
+        let err = anyhow::anyhow!("upstream failure").context("plugin \"p\"");
+        assert_eq!(
+            explain(err, &[denied.clone(), denied]).to_string(),
+            "plugin \"p\": upstream failure [host: destination_not_allowed https://x.io:443: not granted]"
+        );
+        let plain = explain(anyhow::anyhow!("failed"), &[]);
+        assert_eq!(format!("{plain:#}"), "failed");
+    }
 
     #[test]
     fn kinds_serialise_as_their_stable_names() {

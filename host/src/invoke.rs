@@ -3,18 +3,25 @@
 
 use crate::audit::AuditLog;
 use crate::cache::CacheStore;
-use crate::events;
+use crate::events::{self, CallOutcome, Record};
 use crate::runtime::{self, CallReport, Outcome};
 use crate::sandbox::Sandbox;
 use crate::tls::TlsPolicy;
 use crate::{manifest, module};
 use anyhow::{Context, Result};
-use serde_json::Map;
 use std::time::Instant;
 use wcp_core::config::{HostConfig, PluginConfig};
 use wcp_core::image::registry_of;
 use wcp_core::protocol::Request;
 use wcp_core::proxy::ProxyPolicy;
+
+/// Where a plugin's precompiled artifact is found, or made by the compile
+/// step of the runtime: the cache directory (if usable) and the host config
+/// the compiler child is run with.
+pub struct Artifacts<'a> {
+    pub cache: Option<&'a CacheStore>,
+    pub config_path: &'a std::path::Path,
+}
 
 /// Runs `plugin` for `request`. Denials raised during the call explain a
 /// failure in its error line and are always written to the audit log.
@@ -23,8 +30,7 @@ pub fn invoke(
     plugin: &PluginConfig,
     request: &Request,
     audit: &AuditLog,
-    cache: Option<&CacheStore>,
-    config_path: &std::path::Path,
+    artifacts: &Artifacts<'_>,
 ) -> Result<Outcome> {
     let values = plugin.resolve_values(|name| std::env::var(name).ok())?;
     crate::secrets::register_config_values(plugin, &values);
@@ -52,49 +58,31 @@ pub fn invoke(
         tls,
         proxy,
         proxy_resolution: config.proxy_resolution,
-        cache,
-        config_path,
+        cache: artifacts.cache,
+        config_path: artifacts.config_path,
     };
     let CallReport {
         outcome,
         provenance,
         events: raised,
     } = runtime::run_plugin(call);
+    let component = provenance.as_ref().map(|p| p.as_str());
     for event in &raised {
-        let mut fields = Map::new();
-        fields.insert("plugin".into(), plugin.name.clone().into());
-        fields.insert("destination".into(), event.destination.clone().into());
-        if let Some(address) = &event.address {
-            fields.insert("address".into(), address.clone().into());
-        }
-        fields.insert("detail".into(), event.detail.clone().into());
-        audit.record(event.kind.as_str(), fields);
+        audit.record(&Record::security(&plugin.name, event));
     }
-    let mut call = Map::new();
-    call.insert("plugin".into(), plugin.name.clone().into());
-    call.insert("sha256".into(), module.sha256.clone().into());
-    call.insert("registry".into(), registry_of(&request.image).into());
-    call.insert(
-        "serviceAccountToken".into(),
-        request.service_account_token.is_some().into(),
-    );
-    call.insert(
-        "durationMs".into(),
-        (started.elapsed().as_secs_f64() * 1000.0).into(),
-    );
-    call.insert(
-        "outcome".into(),
-        match &outcome {
-            Ok(Outcome::Answer(_)) => "credentials",
-            Ok(Outcome::NoCredentials(_)) => "no_credentials",
-            Err(_) => "error",
-        }
-        .into(),
-    );
-    if let Some(provenance) = &provenance {
-        call.insert("component".into(), provenance.as_str().into());
-    }
-    audit.record("plugin_call", call);
+    audit.record(&Record::PluginCall {
+        plugin: &plugin.name,
+        sha256: &module.sha256,
+        registry: registry_of(&request.image),
+        service_account_token: request.service_account_token.is_some(),
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        outcome: match &outcome {
+            Ok(Outcome::Answer(_)) => CallOutcome::Credentials,
+            Ok(Outcome::NoCredentials(_)) => CallOutcome::NoCredentials,
+            Err(_) => CallOutcome::Error,
+        },
+        component: component.as_deref(),
+    });
     match outcome {
         Ok(outcome) => {
             for event in &raised {
@@ -102,9 +90,6 @@ pub fn invoke(
             }
             Ok(outcome)
         }
-        Err(err) => Err(match events::summary(&raised) {
-            Some(summary) => anyhow::anyhow!("{err:#} {summary}"),
-            None => err,
-        }),
+        Err(err) => Err(events::explain(err, &raised)),
     }
 }

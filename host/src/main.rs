@@ -14,6 +14,7 @@ mod cache;
 mod cache_cli;
 mod compile_cli;
 mod events;
+mod exec;
 mod imports;
 mod inspect;
 mod invoke;

@@ -1,24 +1,23 @@
-//! The kubelet exec path: stdin request -> cache or plugin -> stdout
-//! response. A cache hit is answered before any WebAssembly engine exists.
+//! The kubelet exec, wired for real: stdin request -> [`crate::exec`] ->
+//! stdout response, with the plugin run by wasmtime, the cache in its
+//! directory, the system clock and the audit file. A cache hit is answered
+//! before any WebAssembly engine exists.
 
 use crate::audit::AuditLog;
 use crate::cache::CacheStore;
-use crate::invoke::invoke;
+use crate::events::Record;
+use crate::exec::{self, Clock, SystemClock};
+use crate::invoke::{Artifacts, invoke};
 use crate::runtime::Outcome;
 use anyhow::{Context, Result};
-use serde_json::Map;
+use std::cell::OnceCell;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use wcp_core::answer::response;
-use wcp_core::answer_scope::{AnswerScope, Narrowed};
-use wcp_core::cache_entry::{Entry, FORMAT};
-use wcp_core::cache_key::{ServiceAccountKey, base_key, encode_key, entry_id, lookup_keys};
+use std::time::Instant;
+use wcp_core::cache_entry::Entry;
 use wcp_core::config::{ConfigSource, HostConfig, PluginConfig};
-use wcp_core::image::registry_of;
-use wcp_core::protocol::{CacheKeyType, MAX_REQUEST_BYTES, Request, Response};
+use wcp_core::protocol::{MAX_REQUEST_BYTES, Request, Response};
 use wcp_core::redact::Redactor;
-use wcp_core::sa_token;
 
 /// Serves one kubelet request. Nothing is written to stdout unless a
 /// complete response exists.
@@ -46,146 +45,92 @@ pub fn serve(config_path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The cache partition of a request: empty outside service-account mode;
-/// `None` when the token's identity cannot be read (then nothing is cached).
-fn sa_key(plugin: &PluginConfig, request: &Request) -> Option<Vec<u8>> {
-    let Some(token) = &request.service_account_token else {
-        return Some(Vec::new());
-    };
-    let coordinates = match sa_token::coordinates(token) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::info!(plugin = %plugin.name, "not caching: service-account identity unreadable: {e:#}");
-            return None;
+/// The real dependencies of one exec, opened on first use: an exec whose
+/// image no plugin matches creates no cache directory and no audit file.
+struct Host<'a> {
+    config: &'a HostConfig,
+    config_path: &'a Path,
+    audit: OnceCell<AuditLog>,
+    store: OnceCell<Option<CacheStore>>,
+}
+
+impl<'a> Host<'a> {
+    fn new(config: &'a HostConfig, config_path: &'a Path) -> Self {
+        Self {
+            config,
+            config_path,
+            audit: OnceCell::new(),
+            store: OnceCell::new(),
         }
-    };
-    ServiceAccountKey::new(
-        &coordinates.namespace,
-        &coordinates.name,
-        &coordinates.uid,
-        &request.service_account_annotations,
-        token,
-    )
-    .encode(plugin.cache.token_cache_type)
-    .ok()
+    }
+
+    fn audit(&self) -> &AuditLog {
+        self.audit
+            .get_or_init(|| AuditLog::open(self.config.audit_log.as_deref()))
+    }
+
+    /// The cache directory; `None` (logged once) if it is unusable.
+    fn store(&self) -> Option<&CacheStore> {
+        self.store
+            .get_or_init(|| {
+                CacheStore::open(&self.config.cache_directory, self.config.cache_max_entries)
+                    .inspect_err(|e| {
+                        tracing::info!("credential cache unavailable, continuing without it: {e:#}")
+                    })
+                    .ok()
+            })
+            .as_ref()
+    }
+}
+
+impl exec::PluginCall for Host<'_> {
+    fn call(&self, plugin: &PluginConfig, request: &Request) -> Result<Outcome> {
+        let artifacts = Artifacts {
+            cache: self.store(),
+            config_path: self.config_path,
+        };
+        invoke(self.config, plugin, request, self.audit(), &artifacts)
+    }
+}
+
+impl exec::CredentialCache for Host<'_> {
+    fn get(&self, scope: &str, key: &[u8], now: u64) -> Option<Entry> {
+        self.store()?.get(scope, key, now)
+    }
+
+    fn put(&self, entry: &Entry, now: u64) -> Result<()> {
+        match self.store() {
+            Some(store) => store.put(entry, now),
+            None => Ok(()),
+        }
+    }
+
+    fn lock(&self, flight: &str, deadline: Instant) -> Option<exec::Flight> {
+        let lock = self.store()?.lock(flight, deadline)?;
+        Some(Box::new(lock))
+    }
+}
+
+impl exec::Audit for Host<'_> {
+    fn record(&self, record: &Record<'_>) {
+        self.audit().record(record);
+    }
 }
 
 fn respond(config: &HostConfig, config_path: &Path, request: &Request) -> Result<Response> {
-    let Some(plugin) = config.select(&request.image) else {
-        tracing::warn!(
-            image = %request.image,
-            "no plugin's matchImages matches the image; answering with no credentials"
-        );
-        return Ok(Response::empty(request.api_version));
+    let host = Host::new(config, config_path);
+    let deps = exec::Deps {
+        plugin: &host,
+        cache: &host,
+        clock: &SystemClock,
+        audit: &host,
     };
-    let scope = AnswerScope::new(config, &plugin.name)?;
-    let audit = AuditLog::open(config.audit_log.as_deref());
-    let sa = sa_key(plugin, request);
-    let store = match CacheStore::open(&config.cache_directory, config.cache_max_entries) {
-        Ok(store) => Some(store),
-        Err(e) => {
-            tracing::info!("credential cache unavailable, continuing without it: {e:#}");
-            None
-        }
-    };
-    let cache = store.as_ref().zip(sa.as_deref());
-
-    if let Some((store, sa)) = cache
-        && let Some(hit) = lookup(store, &scope, plugin, request, sa, &audit)?
-    {
-        return Ok(hit);
-    }
-    // Miss: one process per (plugin, registry, identity) calls the plugin;
-    // the others wait for its answer, then find it in the cache.
-    let _flight = match cache {
-        Some((store, sa)) => {
-            let flight = entry_id(
-                &plugin.cache_scope(),
-                &encode_key(registry_of(&request.image), sa)?,
-            );
-            // Never past the exec budget: the call that follows is cut to
-            // what remains (`budget::call_deadline`).
-            let wait_until = (Instant::now() + plugin.limits.timeout + Duration::from_secs(2))
-                .min(crate::budget::started() + crate::budget::EXEC_BUDGET);
-            let lock = store.lock(&flight, wait_until);
-            if let Some(hit) = lookup(store, &scope, plugin, request, sa, &audit)? {
-                return Ok(hit);
-            }
-            lock
-        }
-        None => None,
-    };
-    let answer = match invoke(config, plugin, request, &audit, store.as_ref(), config_path)? {
-        Outcome::Answer(answer) => answer,
-        Outcome::NoCredentials(why) => {
-            tracing::warn!(plugin = %plugin.name, image = %request.image, "plugin has no credentials for the image: {why}");
-            return Ok(Response::empty(request.api_version));
-        }
-    };
-    plugin
-        .cache
-        .check_token_echo(&answer, request.service_account_token.as_deref())
-        .with_context(|| format!("plugin {:?}", plugin.name))?;
-    let now = unix_now();
-    let duration = plugin.cache.duration_secs(answer.expires_at, now);
-    let requested = answer.cache_key_type;
-    let auth = answer
-        .into_auth()
-        .with_context(|| format!("plugin {:?} returned an unusable answer", plugin.name))?;
-    if scope.check_keys(auth.keys()).is_err() {
-        // Again, for an error line that quotes the key (plugin output) with
-        // the token and secret config values hidden.
-        let secrets = secrets(plugin, request);
-        scope.hiding(&secrets).check_keys(auth.keys())?;
-    }
-    let kind = told(
-        plugin,
-        requested,
-        scope.cache_key_type(requested, &request.image),
-    );
-    if let Some((store, sa)) = cache
-        && duration > 0
-    {
-        let key = encode_key(base_key(kind, &request.image), sa)?;
-        let entry = Entry {
-            format: FORMAT.into(),
-            plugin: plugin.name.clone(),
-            scope: plugin.cache_scope(),
-            key: hex::encode(&key),
-            key_kind: kind,
-            registry: registry_of(&request.image).into(),
-            service_account: request
-                .service_account_token
-                .as_deref()
-                .and_then(|t| sa_token::coordinates(t).ok())
-                .map(|c| format!("{}/{}", c.namespace, c.name)),
-            created_at: now,
-            expires_at: now + duration,
-            auth: auth.clone(),
-        };
-        if let Err(e) = store.put(&entry, now) {
-            tracing::info!(plugin = %plugin.name, "could not cache the answer: {e:#}");
-        }
-    }
-    Ok(response(request.api_version, kind, duration, auth))
-}
-
-/// The `cacheKeyType` the kubelet is told instead of `requested`, logged
-/// when it differs (see `wcp_core::answer_scope`).
-fn told(plugin: &PluginConfig, requested: CacheKeyType, narrowed: Narrowed) -> CacheKeyType {
-    if let Some(why) = &narrowed.reason {
-        tracing::info!(
-            plugin = %plugin.name,
-            "answering with cacheKeyType {:?} instead of {requested:?}: {why}",
-            narrowed.kind
-        );
-    }
-    narrowed.kind
+    exec::respond(config, request, &deps)
 }
 
 /// The request's token and the plugin's secret config values, to hide in
 /// errors that quote what the plugin returned.
-fn secrets(plugin: &PluginConfig, request: &Request) -> Redactor {
+pub fn secrets(plugin: &PluginConfig, request: &Request) -> Redactor {
     let mut redactor = Redactor::default();
     if let Some(token) = &request.service_account_token {
         redactor.add(token);
@@ -200,50 +145,6 @@ fn secrets(plugin: &PluginConfig, request: &Request) -> Redactor {
         }
     }
     redactor
-}
-
-/// Kubelet's lookup order: image, registry, global. An entry is served only
-/// if its auth keys are still within the plugin's images (the config may
-/// have changed since it was stored), with its `cacheKeyType` narrowed as a
-/// fresh answer's would be.
-fn lookup(
-    store: &CacheStore,
-    scope: &AnswerScope,
-    plugin: &PluginConfig,
-    request: &Request,
-    sa: &[u8],
-    audit: &AuditLog,
-) -> Result<Option<Response>> {
-    let now = unix_now();
-    let partition = plugin.cache_scope();
-    for (kind, key) in lookup_keys(&request.image, sa)? {
-        if let Some(entry) = store.get(&partition, &key, now) {
-            let served = match entry.served_kind(scope, &request.image) {
-                Ok(narrowed) => told(plugin, entry.key_kind, narrowed),
-                Err(_) => {
-                    tracing::info!(
-                        plugin = %plugin.name,
-                        "ignoring a cached answer with an auth key outside the plugin's images (the host config changed since it was stored)"
-                    );
-                    continue;
-                }
-            };
-            let remaining = entry.remaining(now).unwrap_or(0);
-            let mut fields = Map::new();
-            fields.insert("plugin".into(), plugin.name.clone().into());
-            fields.insert("keyKind".into(), format!("{kind:?}").into());
-            fields.insert("registry".into(), registry_of(&request.image).into());
-            fields.insert("remainingSeconds".into(), remaining.into());
-            audit.record("cache_hit", fields);
-            return Ok(Some(response(
-                request.api_version,
-                served,
-                remaining,
-                entry.auth,
-            )));
-        }
-    }
-    Ok(None)
 }
 
 fn read_stdin() -> Result<Vec<u8>> {
@@ -266,7 +167,5 @@ fn write_stdout(response: &Response) -> Result<()> {
 
 /// Wall-clock now in Unix seconds.
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemClock.now()
 }

@@ -1,0 +1,107 @@
+//! The kubelet exec path once the request is read: pick the plugin, answer
+//! from the cache in the kubelet's order, otherwise call the plugin once
+//! per flight, check its answer and store it. Everything with effects (the
+//! plugin call, the cache, the clock, the audit log) is behind
+//! [`seams`], so these rules are unit-tested without wasm
+//! (`exec/tests.rs`); `crate::serve` wires the real ones.
+
+mod fresh;
+mod lookup;
+mod seams;
+#[cfg(test)]
+mod tests;
+
+pub use seams::{Audit, Clock, CredentialCache, Deps, Flight, PluginCall, SystemClock};
+
+use crate::runtime::Outcome;
+use anyhow::Result;
+use std::time::{Duration, Instant};
+use wcp_core::answer_scope::{AnswerScope, Narrowed};
+use wcp_core::cache_key::Partition;
+use wcp_core::config::{HostConfig, PluginConfig};
+use wcp_core::protocol::{CacheKeyType, Request, Response};
+
+/// Answers `request`. A request no plugin matches, or one the plugin has
+/// nothing for, gets an empty answer; every other failure is the exec's
+/// one error line.
+pub fn respond(config: &HostConfig, request: &Request, deps: &Deps<'_>) -> Result<Response> {
+    let Some(plugin) = config.select(&request.image) else {
+        tracing::warn!(
+            image = %request.image,
+            "no plugin's matchImages matches the image; answering with no credentials"
+        );
+        return Ok(Response::empty(request.api_version));
+    };
+    let exec = Exec {
+        plugin,
+        request,
+        scope: AnswerScope::new(config, &plugin.name)?,
+        partition: partition(plugin, request),
+        deps,
+    };
+    if let Some(hit) = exec.cached()? {
+        return Ok(hit);
+    }
+    // Miss: one process per (plugin, registry, identity) calls the plugin;
+    // the others wait for its answer, then find it in the cache.
+    let _flight = match &exec.partition {
+        Some(partition) => {
+            let flight = partition.flight(&request.image)?;
+            // Never past the exec budget: the call that follows is cut to
+            // what remains (`budget::call_deadline`).
+            let wait_until = (Instant::now() + plugin.limits.timeout + Duration::from_secs(2))
+                .min(crate::budget::started() + crate::budget::EXEC_BUDGET);
+            let lock = deps.cache.lock(&flight, wait_until);
+            if let Some(hit) = exec.cached()? {
+                return Ok(hit);
+            }
+            lock
+        }
+        None => None,
+    };
+    match deps.plugin.call(plugin, request)? {
+        Outcome::Answer(answer) => exec.fresh(answer),
+        Outcome::NoCredentials(why) => {
+            tracing::warn!(plugin = %plugin.name, image = %request.image, "plugin has no credentials for the image: {why}");
+            Ok(Response::empty(request.api_version))
+        }
+    }
+}
+
+/// The request's cache partition, or `None` when its service-account
+/// identity cannot be read (then nothing is looked up or stored).
+fn partition(plugin: &PluginConfig, request: &Request) -> Option<Partition> {
+    Partition::new(
+        plugin.cache_scope(),
+        request.service_account_token.as_deref(),
+        &request.service_account_annotations,
+        plugin.cache.token_cache_type,
+    )
+    .inspect_err(|e| tracing::info!(plugin = %plugin.name, "not caching: {e:#}"))
+    .ok()
+}
+
+/// One request to one plugin, with what is worked out once for it.
+struct Exec<'a> {
+    plugin: &'a PluginConfig,
+    request: &'a Request,
+    /// The images the plugin may answer for.
+    scope: AnswerScope<'a>,
+    partition: Option<Partition>,
+    deps: &'a Deps<'a>,
+}
+
+impl Exec<'_> {
+    /// The `cacheKeyType` the kubelet is told instead of `requested`,
+    /// logged when it differs (see `wcp_core::answer_scope`).
+    fn told(&self, requested: CacheKeyType, narrowed: Narrowed) -> CacheKeyType {
+        if let Some(why) = &narrowed.reason {
+            tracing::info!(
+                plugin = %self.plugin.name,
+                "answering with cacheKeyType {:?} instead of {requested:?}: {why}",
+                narrowed.kind
+            );
+        }
+        narrowed.kind
+    }
+}
