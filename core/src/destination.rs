@@ -140,6 +140,25 @@ impl Destination {
         }
     }
 
+    /// Whether every request this entry allows, `other` allows too: the
+    /// same scheme and port, and a host pattern that `other` matches
+    /// (exactly, by its wildcard, or as the same address). This is how
+    /// `inspect` tells whether a declared entry is granted, so that it
+    /// agrees with [`Destination::allows`] instead of comparing texts.
+    pub fn is_within(&self, other: &Destination) -> bool {
+        if self.scheme != other.scheme || self.port != other.port {
+            return false;
+        }
+        match (&self.host, &other.host) {
+            (HostPattern::Ip(ip), _) => other.names_ip(*ip),
+            (HostPattern::Exact(name), _) => other.allows(self.scheme, name, self.port),
+            (HostPattern::Wildcard(inner), HostPattern::Wildcard(outer)) => {
+                inner == outer || other.allows(self.scheme, inner, self.port)
+            }
+            (HostPattern::Wildcard(_), _) => false,
+        }
+    }
+
     /// Whether this entry names exactly `ip`, which makes that address
     /// reachable even when it is loopback or private.
     pub fn names_ip(&self, ip: IpAddr) -> bool {

@@ -26,7 +26,7 @@ pub fn invoke(
     cache: Option<&CacheStore>,
     config_path: &std::path::Path,
 ) -> Result<Outcome> {
-    let values = plugin.resolve_values(|name| std::env::var(name).ok())?;
+    let values = crate::config_file::resolve_values(plugin)?;
     crate::secrets::register_config_values(plugin, &values);
     let module = module::load(plugin)?;
     tracing::debug!(plugin = %plugin.name, sha256 = %module.sha256, "module verified");

@@ -13,17 +13,22 @@ mod budget;
 mod cache;
 mod cache_cli;
 mod compile_cli;
+mod config_file;
+mod declaration_section;
 mod imports;
 mod inspect;
 mod invoke;
 mod logging;
-mod manifest;
 mod module;
 mod runtime;
 mod sandbox;
 mod secrets;
 mod serve;
 mod tls;
+
+/// The old name of [`declaration_section`], kept while `invoke` (being
+/// reworked apart) still uses it.
+use declaration_section as manifest;
 
 use clap::Parser;
 use std::path::PathBuf;
