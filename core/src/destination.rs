@@ -400,6 +400,33 @@ fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn is_within_agrees_with_allows() {
+        let d = |text: &str| Destination::parse(text, Origin::Granted).unwrap();
+        let within = [
+            ("https://a.io", "https://A.io:443"),
+            ("https://x.a.io", "https://*.a.io"),
+            ("https://*.x.a.io", "https://*.a.io"),
+            ("https://*.a.io", "https://*.A.io"),
+            ("http://10.0.0.1:80", "http://10.0.0.1"),
+            ("http://[::1]:9000", "http://[0:0:0:0:0:0:0:1]:9000"),
+        ];
+        for (inner, outer) in within {
+            assert!(d(inner).is_within(&d(outer)), "{inner} within {outer}");
+        }
+        let not_within = [
+            ("https://a.io", "https://*.a.io"),
+            ("https://*.a.io", "https://x.a.io"),
+            ("https://*.a.io", "https://*.x.a.io"),
+            ("https://a.io", "http://a.io:443"),
+            ("https://a.io", "https://a.io:8443"),
+            ("https://10.0.0.1", "https://10.0.0.2"),
+        ];
+        for (inner, outer) in not_within {
+            assert!(!d(inner).is_within(&d(outer)), "{inner} not within {outer}");
+        }
+    }
+
     fn granted(text: &str) -> Destination {
         Destination::parse(text, Origin::Granted).unwrap()
     }

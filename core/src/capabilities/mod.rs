@@ -476,6 +476,75 @@ mod tests {
     }
 
     #[test]
+    fn differences_are_reported_kind_by_kind() {
+        let d = declaration(
+            r#"{"outbound":["https://sts.amazonaws.com","https://*.ecr.aws","config:endpoint","config:unset"],"config":["endpoint","unset","roleArn"],"env":["AWS_REGION","AWS_PROFILE"],"serviceAccountToken":true}"#,
+        );
+        let mut g = parse_grant(
+            &[
+                "https://STS.amazonaws.com:443".into(),
+                "https://public.ecr.aws".into(),
+                "https://evil.example.com".into(),
+            ],
+            &[],
+            &["AWS_REGION".into(), "HOME".into()],
+            false,
+        )
+        .unwrap();
+        g.config = ["endpoint", "extra"].map(String::from).into();
+        let differences = Permissions::new(&d, &g, &BTreeMap::new()).differences();
+        assert_eq!(
+            differences.declared_not_granted,
+            [
+                // Only public.ecr.aws of *.ecr.aws is granted.
+                "outbound https://*.ecr.aws",
+                "outbound config:unset (config key not set)",
+                "env AWS_PROFILE",
+                "serviceAccountToken",
+                "config roleArn (not set)",
+                "config unset (not set)",
+            ]
+        );
+        // The same destination written differently is the same grant, and
+        // a set config: destination may point at any grant, so no outbound
+        // entry is reported here.
+        assert_eq!(
+            differences.granted_not_declared,
+            ["env HOME", "config extra (set, withheld)"]
+        );
+        let d = declaration(r#"{"outbound":["https://*.ecr.aws"]}"#);
+        let g = parse_grant(
+            &["https://public.ecr.aws".into(), "https://ecr.aws".into()],
+            &[],
+            &[],
+            true,
+        )
+        .unwrap();
+        let differences = Permissions::new(&d, &g, &BTreeMap::new()).differences();
+        assert_eq!(
+            differences.granted_not_declared,
+            ["outbound https://ecr.aws", "serviceAccountToken"]
+        );
+    }
+
+    #[test]
+    fn raw_grant_problems_are_all_reported() {
+        let err = parse_grant(
+            &["https://ok.io".into(), "bad.io".into()],
+            &["10.0.0.0/99".into()],
+            &["1A".into()],
+            false,
+        )
+        .unwrap_err();
+        let paths: Vec<String> = err
+            .problems()
+            .iter()
+            .map(|p| p.path().to_string())
+            .collect();
+        assert_eq!(paths, ["outbound[1]", "allowPrivateNetworks[0]", "env[0]"]);
+    }
+
+    #[test]
     fn granted_env_names_are_checked() {
         assert!(parse_grant(&[], &[], &["AWS_REGION".into()], false).is_ok());
         let err = format!(
