@@ -11,12 +11,19 @@
 //! * [`outbound`]: HTTP destinations (incl. `config:<key>` and
 //!   `allowPrivateNetworks`);
 //! * [`config_keys`]: operator config values;
-//! * [`env`]: environment variables;
+//! * [`env`](mod@env): environment variables;
 //! * [`service_account_token`]: the kubelet's service-account token.
 //!
 //! [`Permissions`] is the one answer to "what may this plugin do": the
 //! sandbox enforces it, and `inspect` (and logs) report its
 //! [`Differences`], so the two can never disagree.
+//!
+//! A new kind of capability is a new module here plus one field in each of
+//! `RawDeclaration`, [`Declaration`], [`RawGrant`], [`Grant`] and
+//! [`Permissions`] (and a line in [`Permissions::differences`]); then the
+//! host's enforcement (`host/src/sandbox.rs` and the runtime piece that
+//! provides it), the lines `inspect` prints for it, and the guest SDK's
+//! `declare_capabilities!`.
 
 pub mod config_keys;
 pub mod env;

@@ -1,7 +1,7 @@
 //! The host config: which WASM plugins exist, which images each serves and
 //! what each is given. Read in two steps: the YAML text into the file's
-//! shape ([`schema`], strict: unknown or duplicate fields are errors that
-//! name their line), then validated into a [`HostConfig`] ([`validate`]),
+//! shape (`schema`, strict: unknown or duplicate fields are errors that
+//! name their line), then validated into a [`HostConfig`] (`validate`),
 //! which reports every problem with its field ([`problems`]).
 //!
 //! Pure: reading the file, `configFromFile` files and `configFromEnv`
