@@ -140,6 +140,25 @@ impl Destination {
         }
     }
 
+    /// Whether every request this entry allows, `other` allows too: the
+    /// same scheme and port, and a host pattern that `other` matches
+    /// (exactly, by its wildcard, or as the same address). This is how
+    /// `inspect` tells whether a declared entry is granted, so that it
+    /// agrees with [`Destination::allows`] instead of comparing texts.
+    pub fn is_within(&self, other: &Destination) -> bool {
+        if self.scheme != other.scheme || self.port != other.port {
+            return false;
+        }
+        match (&self.host, &other.host) {
+            (HostPattern::Ip(ip), _) => other.names_ip(*ip),
+            (HostPattern::Exact(name), _) => other.allows(self.scheme, name, self.port),
+            (HostPattern::Wildcard(inner), HostPattern::Wildcard(outer)) => {
+                inner == outer || other.allows(self.scheme, inner, self.port)
+            }
+            (HostPattern::Wildcard(_), _) => false,
+        }
+    }
+
     /// Whether this entry names exactly `ip`, which makes that address
     /// reachable even when it is loopback or private.
     pub fn names_ip(&self, ip: IpAddr) -> bool {
@@ -380,6 +399,33 @@ fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn is_within_agrees_with_allows() {
+        let d = |text: &str| Destination::parse(text, Origin::Granted).unwrap();
+        let within = [
+            ("https://a.io", "https://A.io:443"),
+            ("https://x.a.io", "https://*.a.io"),
+            ("https://*.x.a.io", "https://*.a.io"),
+            ("https://*.a.io", "https://*.A.io"),
+            ("http://10.0.0.1:80", "http://10.0.0.1"),
+            ("http://[::1]:9000", "http://[0:0:0:0:0:0:0:1]:9000"),
+        ];
+        for (inner, outer) in within {
+            assert!(d(inner).is_within(&d(outer)), "{inner} within {outer}");
+        }
+        let not_within = [
+            ("https://a.io", "https://*.a.io"),
+            ("https://*.a.io", "https://x.a.io"),
+            ("https://*.a.io", "https://*.x.a.io"),
+            ("https://a.io", "http://a.io:443"),
+            ("https://a.io", "https://a.io:8443"),
+            ("https://10.0.0.1", "https://10.0.0.2"),
+        ];
+        for (inner, outer) in not_within {
+            assert!(!d(inner).is_within(&d(outer)), "{inner} not within {outer}");
+        }
+    }
 
     fn granted(text: &str) -> Destination {
         Destination::parse(text, Origin::Granted).unwrap()

@@ -5,11 +5,10 @@ use crate::cache::CacheStore;
 use crate::serve::unix_now;
 use anyhow::{Context, Result};
 use std::path::Path;
-use wcp_core::config::HostConfig;
 
 /// Prints one line per entry: plugin, key kind, registry, identity, expiry.
 pub fn list(config: &Path) -> Result<()> {
-    let config = HostConfig::load(config)?;
+    let config = crate::config_file::load(config)?;
     let store = CacheStore::open(&config.cache_directory, config.cache_max_entries)?;
     let now = unix_now();
     println!(
@@ -36,7 +35,7 @@ pub fn list(config: &Path) -> Result<()> {
 
 /// Removes the entries of `plugin`, or all.
 pub fn purge(config: &Path, plugin: Option<&str>) -> Result<()> {
-    let config = HostConfig::load(config)?;
+    let config = crate::config_file::load(config)?;
     let store = CacheStore::open(&config.cache_directory, config.cache_max_entries)?;
     let removed = store.purge(plugin).context("cannot purge the cache")?;
     println!("removed {removed} cache entries");

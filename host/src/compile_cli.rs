@@ -19,7 +19,6 @@ use {
     anyhow::{Context, bail},
     std::sync::{Arc, Mutex},
     std::time::Instant,
-    wcp_core::config::HostConfig,
 };
 
 #[cfg(not(feature = "compiler"))]
@@ -38,7 +37,7 @@ pub fn run(config_path: &Path, plugin: Option<&str>, time_limit: Option<Duration
     if let Some(limit) = time_limit {
         watchdog(limit, current.clone());
     }
-    let config = HostConfig::load(config_path)?;
+    let config = crate::config_file::load(config_path)?;
     let audit = Arc::new(AuditLog::open(config.audit_log.as_deref()));
     let background = time_limit.is_some();
     let plugins: Vec<_> = match plugin {

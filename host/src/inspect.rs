@@ -9,16 +9,16 @@
 //! JSON output writes them as `\uXXXX` escapes (the same data, decoded).
 
 use crate::imports::{self, Class};
-use crate::{manifest, module};
+use crate::{config_file, declaration_section, module};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::Path;
 use wasmparser::{Parser, Payload};
-use wcp_core::capabilities::{Declaration, DeclaredDestination};
-use wcp_core::config::{HostConfig, PluginConfig};
+use wcp_core::capabilities::{Declaration, Permissions};
+use wcp_core::config::PluginConfig;
 use wcp_core::escape::{escape_controls, is_hazardous};
 
 #[derive(Serialize)]
@@ -86,14 +86,14 @@ pub fn run(wasm: &Path, config: Option<&Path>, output: Output) -> Result<()> {
     );
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let (imports, exports) = top_level_names(&bytes)?;
-    let declaration = manifest::declaration(&bytes)?;
+    let declaration = declaration_section::declaration(&bytes)?;
     let provider_api = exports
         .iter()
         .find_map(|e| e.strip_prefix("wcp:credential-provider/provider@"))
         .map(str::to_string);
     let mut plugins = Vec::new();
     if let Some(config) = config {
-        let host = HostConfig::load(config)?;
+        let host = config_file::load(config)?;
         let canonical = wasm.canonicalize().ok();
         for plugin in &host.plugins {
             if plugin.module.canonicalize().ok() == canonical {
@@ -142,93 +142,42 @@ pub fn run(wasm: &Path, config: Option<&Path>, output: Output) -> Result<()> {
 
 fn declared_report(d: &Declaration) -> DeclaredReport {
     DeclaredReport {
-        outbound: d
-            .outbound
-            .iter()
-            .map(|o| match o {
-                DeclaredDestination::Fixed(dest) => dest.to_string(),
-                DeclaredDestination::FromConfig(key) => format!("config:{key}"),
-            })
-            .collect(),
+        outbound: d.outbound.iter().map(|o| o.to_string()).collect(),
         config: d.config.iter().cloned().collect(),
         env: d.env.iter().cloned().collect(),
         service_account_token: d.service_account_token,
     }
 }
 
+/// What `plugin` is granted and where that differs from `declaration`, as
+/// the sandbox's [`Permissions`] see it. No config value is read: a
+/// reviewer may not be able to read the plugin's secrets, and need not;
+/// a `config:<key>` destination counts as granted when its key is set.
 fn grant_report(plugin: &PluginConfig, declaration: &Declaration, sha256: &str) -> GrantReport {
     let grant = &plugin.grant;
-    let mut declared_not_granted = Vec::new();
-    let mut granted_not_declared = Vec::new();
-    for entry in &declaration.outbound {
-        match entry {
-            DeclaredDestination::Fixed(d) => {
-                if !grant
-                    .outbound
-                    .iter()
-                    .any(|g| g.to_string() == d.to_string())
-                {
-                    declared_not_granted.push(format!("outbound {d}"));
-                }
-            }
-            DeclaredDestination::FromConfig(key) => {
-                if !plugin.config.contains_key(key) {
-                    declared_not_granted
-                        .push(format!("outbound config:{key} (config key not set)"));
-                }
-            }
-        }
-    }
-    for g in &grant.outbound {
-        let covered = declaration.outbound.iter().any(|d| match d {
-            DeclaredDestination::Fixed(d) => d.to_string() == g.to_string(),
-            DeclaredDestination::FromConfig(key) => plugin.config.contains_key(key),
-        });
-        if !covered {
-            granted_not_declared.push(format!("outbound {g}"));
-        }
-    }
-    for var in declaration.env.difference(&grant.env) {
-        declared_not_granted.push(format!("env {var}"));
-    }
-    for var in grant.env.difference(&declaration.env) {
-        granted_not_declared.push(format!("env {var}"));
-    }
-    match (
-        declaration.service_account_token,
-        grant.service_account_token,
-    ) {
-        (true, false) => declared_not_granted.push("serviceAccountToken".into()),
-        (false, true) => granted_not_declared.push("serviceAccountToken".into()),
-        _ => {}
-    }
-    let set: BTreeSet<&String> = plugin.config.keys().collect();
-    for key in &declaration.config {
-        if !set.contains(key) {
-            declared_not_granted.push(format!("config {key} (not set)"));
-        }
-    }
-    for key in set {
-        if !declaration.config.contains(key) {
-            granted_not_declared.push(format!("config {key} (set, withheld)"));
-        }
-    }
+    let differences = Permissions::new(declaration, grant, &BTreeMap::new()).differences();
     GrantReport {
         plugin: plugin.name.clone(),
         sha256_pinned: plugin.sha256.as_ref().map(|pin| pin == sha256),
         granted: DeclaredReport {
-            outbound: grant.outbound.iter().map(|d| d.to_string()).collect(),
-            config: plugin.config.keys().cloned().collect(),
+            outbound: grant
+                .outbound
+                .destinations
+                .iter()
+                .map(|d| d.to_string())
+                .collect(),
+            config: grant.config.iter().cloned().collect(),
             env: grant.env.iter().cloned().collect(),
             service_account_token: grant.service_account_token,
         },
         allow_private_networks: grant
+            .outbound
             .allow_private_networks
             .iter()
             .map(|c| c.to_string())
             .collect(),
-        declared_not_granted,
-        granted_not_declared,
+        declared_not_granted: differences.declared_not_granted,
+        granted_not_declared: differences.granted_not_declared,
     }
 }
 

@@ -6,8 +6,8 @@ use crate::cache::CacheStore;
 use crate::events::{self, CallOutcome, Record};
 use crate::runtime::{self, CallReport, Outcome};
 use crate::sandbox::Sandbox;
-use crate::tls::TlsPolicy;
-use crate::{manifest, module};
+use crate::tls::TlsClient;
+use crate::{declaration_section, module};
 use anyhow::{Context, Result};
 use std::time::Instant;
 use wcp_core::config::{HostConfig, PluginConfig};
@@ -32,11 +32,11 @@ pub fn invoke(
     audit: &AuditLog,
     artifacts: &Artifacts<'_>,
 ) -> Result<Outcome> {
-    let values = plugin.resolve_values(|name| std::env::var(name).ok())?;
+    let values = crate::config_file::resolve_values(plugin)?;
     crate::secrets::register_config_values(plugin, &values);
     let module = module::load(plugin)?;
     tracing::debug!(plugin = %plugin.name, sha256 = %module.sha256, "module verified");
-    let declaration = manifest::declaration(&module.bytes).with_context(|| {
+    let declaration = declaration_section::declaration(&module.bytes).with_context(|| {
         format!(
             "plugin {:?}: module {}",
             plugin.name,
@@ -46,7 +46,7 @@ pub fn invoke(
     let sandbox = Sandbox::resolve(plugin, &declaration, values, request, |name| {
         std::env::var(name).ok()
     });
-    let tls = TlsPolicy::new(config.ca_bundle.clone());
+    let tls = TlsClient::new(config.ca_bundle.clone());
     let proxy = ProxyPolicy::from_env(|name| std::env::var(name).ok())
         .context("invalid proxy settings in the environment")?;
     let started = Instant::now();

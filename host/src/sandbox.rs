@@ -1,9 +1,10 @@
-//! What one plugin call may see and do: the intersection of what the
-//! component declared and what the operator granted, resolved against this
-//! process's environment and the request.
+//! What one plugin call may see and do: the [`Permissions`] of its
+//! declaration and grant, resolved against this process's environment and
+//! the request. Every decision here asks the permissions; nothing compares
+//! declaration and grant on its own.
 
 use std::collections::BTreeMap;
-use wcp_core::capabilities::{Declaration, Effective};
+use wcp_core::capabilities::{Declaration, Permissions};
 use wcp_core::config::{ConfigSource, PluginConfig};
 use wcp_core::protocol::Request;
 use wcp_core::redact::Redactor;
@@ -16,7 +17,7 @@ pub struct Sandbox {
     pub env: Vec<(String, String)>,
     /// The service-account token, only if declared and granted.
     pub token: Option<String>,
-    pub policy: Effective,
+    pub policy: Permissions,
     /// Hides the token and secret config values in anything logged.
     pub redactor: Redactor,
 }
@@ -43,24 +44,24 @@ impl Sandbox {
                 redactor.add(value);
             }
         }
-        let policy = Effective::new(declaration, &plugin.grant, &values);
-        for problem in &policy.problems {
+        let policy = Permissions::new(declaration, &plugin.grant, &values);
+        for problem in policy.outbound.problems() {
             tracing::info!(plugin = %name, "declared destination unusable: {problem}");
         }
         let mut config = BTreeMap::new();
         for (key, value) in values {
-            if policy.config_keys.contains(&key) {
+            if policy.config.passes(&key) {
                 config.insert(key, value);
             } else {
                 tracing::info!(plugin = %name, key = %key, "config key is set but the plugin does not declare it; not passed to the plugin");
             }
         }
-        for name_granted in plugin.grant.env.difference(&declaration.env) {
+        for name_granted in policy.env.granted_not_declared() {
             tracing::debug!(plugin = %name, env = %name_granted, "env var granted but not declared; not passed");
         }
         let env: Vec<(String, String)> = policy
             .env
-            .iter()
+            .allowed()
             .filter_map(|var| env(var).map(|value| (var.clone(), value)))
             .collect();
         // Granted variables that by their name hold credentials
@@ -72,13 +73,16 @@ impl Sandbox {
                 crate::secrets::register(value);
             }
         }
-        let token = match (&request.service_account_token, policy.service_account_token) {
+        let token = match (
+            &request.service_account_token,
+            policy.service_account_token.allowed(),
+        ) {
             (Some(token), true) => Some(token.clone()),
             (Some(_), false) => {
                 tracing::debug!(
                     plugin = %name,
-                    declared = declaration.service_account_token,
-                    granted = plugin.grant.service_account_token,
+                    declared = policy.service_account_token.declared(),
+                    granted = policy.service_account_token.granted(),
                     "service-account token withheld: the plugin must declare it and grants.serviceAccountToken must be true"
                 );
                 None

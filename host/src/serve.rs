@@ -29,7 +29,7 @@ pub fn serve(config_path: &Path) -> Result<()> {
         crate::secrets::register(token);
     }
     let t_request = Instant::now();
-    let config = HostConfig::load(config_path)?;
+    let config = crate::config_file::load(config_path)?;
     let t_config = Instant::now();
     let response = respond(&config, config_path, &request)?;
     let t_respond = Instant::now();
@@ -135,7 +135,7 @@ pub fn secrets(plugin: &PluginConfig, request: &Request) -> Redactor {
     if let Some(token) = &request.service_account_token {
         redactor.add(token);
     }
-    if let Ok(values) = plugin.resolve_values(|name| std::env::var(name).ok()) {
+    if let Ok(values) = crate::config_file::resolve_values(plugin) {
         for (key, source) in &plugin.config {
             if !matches!(source, ConfigSource::Literal(_))
                 && let Some(value) = values.get(key)

@@ -11,15 +11,15 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-/// The TLS client configuration shared by all of a plugin's requests. Built
+/// The TLS client (connector and trust roots) shared by all of a plugin's requests. Built
 /// on first use: reading the OS store costs milliseconds that a plugin
 /// without HTTPS (or a cache hit) should not pay.
-pub struct TlsPolicy {
+pub struct TlsClient {
     ca_bundle: Option<PathBuf>,
     connector: OnceLock<Result<TlsConnector, String>>,
 }
 
-impl TlsPolicy {
+impl TlsClient {
     pub fn new(ca_bundle: Option<PathBuf>) -> Self {
         Self {
             ca_bundle,

@@ -17,7 +17,7 @@ use crate::cache::CacheStore;
 use crate::events::{Event, Events};
 use crate::module::VerifiedModule;
 use crate::sandbox::Sandbox;
-use crate::tls::TlsPolicy;
+use crate::tls::TlsClient;
 use anyhow::{Context, Result, bail};
 use failure::{deadline_text, describe_failure};
 use guest_log::{GuestLog, clean};
@@ -65,7 +65,7 @@ pub struct Call<'a> {
     pub module: &'a VerifiedModule,
     pub request: &'a Request,
     pub sandbox: Sandbox,
-    pub tls: TlsPolicy,
+    pub tls: TlsClient,
     pub proxy: ProxyPolicy,
     pub proxy_resolution: ProxyResolution,
     /// Where precompiled artifacts live, if the cache directory is usable.

@@ -4,14 +4,14 @@ use super::body::GuardedBody;
 use super::flights::Slot;
 use super::{IoFuture, Timeouts};
 use crate::events::{Event, EventKind, Events};
-use crate::tls::TlsPolicy;
+use crate::tls::TlsClient;
 use http_body_util::BodyExt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
-use wcp_core::capabilities::Effective;
+use wcp_core::capabilities::Permissions;
 use wcp_core::destination::Scheme;
 use wcp_core::proxy::{ProxyPolicy, ProxyResolution};
 
@@ -25,8 +25,8 @@ pub struct Target {
     pub scheme: Scheme,
     pub host: String,
     pub port: u16,
-    pub policy: Arc<Effective>,
-    pub tls: Arc<TlsPolicy>,
+    pub policy: Arc<Permissions>,
+    pub tls: Arc<TlsClient>,
     pub timeouts: Timeouts,
     pub max_response_bytes: u64,
     pub events: Events,

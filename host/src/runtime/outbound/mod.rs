@@ -13,11 +13,11 @@ mod connect;
 mod flights;
 
 use crate::events::{Event, EventKind, Events};
-use crate::tls::TlsPolicy;
+use crate::tls::TlsClient;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
-use wcp_core::capabilities::Effective;
+use wcp_core::capabilities::Permissions;
 use wcp_core::destination::Scheme;
 use wcp_core::proxy::{ProxyPolicy, ProxyResolution};
 
@@ -32,8 +32,8 @@ pub const OUTGOING_BODY_BUFFER_CHUNKS: usize = 1;
 /// What one plugin's requests are checked against.
 pub struct OutboundHooks {
     pub plugin: String,
-    pub policy: Arc<Effective>,
-    pub tls: Arc<TlsPolicy>,
+    pub policy: Arc<Permissions>,
+    pub tls: Arc<TlsClient>,
     /// When the plugin call must be over; network timeouts never exceed it.
     pub deadline: Instant,
     pub max_response_bytes: u64,

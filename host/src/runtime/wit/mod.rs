@@ -281,8 +281,8 @@ mod tests {
             )
             .unwrap();
             let module = crate::module::load(plugin).unwrap();
-            let declaration = crate::manifest::declaration(&module.bytes).unwrap();
-            let values = plugin.resolve_values(|_| None).unwrap();
+            let declaration = crate::declaration_section::declaration(&module.bytes).unwrap();
+            let values = crate::config_file::resolve_values(plugin).unwrap();
             let sandbox =
                 crate::sandbox::Sandbox::resolve(plugin, &declaration, values, &request, |_| None);
             let report = run_plugin(Call {
@@ -290,7 +290,7 @@ mod tests {
                 module: &module,
                 request: &request,
                 sandbox,
-                tls: crate::tls::TlsPolicy::new(None),
+                tls: crate::tls::TlsClient::new(None),
                 proxy: wcp_core::proxy::ProxyPolicy::from_env(|_| None).unwrap(),
                 proxy_resolution: Default::default(),
                 cache: None,

@@ -1,18 +1,24 @@
 //! The host config: which WASM plugins exist, which images each serves and
-//! what each is given. YAML, strict: an unknown or duplicate field is an
-//! error that names its line, because a typo in a security setting must not
-//! be silently ignored.
+//! what each is given. Read in two steps: the YAML text into the file's
+//! shape (`schema`, strict: unknown or duplicate fields are errors that
+//! name their line), then validated into a [`HostConfig`] (`validate`),
+//! which reports every problem with its field ([`problems`]).
+//!
+//! Pure: reading the file, `configFromFile` files and `configFromEnv`
+//! variables is the host's job; it hands the text and the readers in.
 
-use crate::cache_key::TokenCacheType;
+pub mod problems;
+mod schema;
+mod validate;
+
+pub use problems::{ConfigError, FieldPath, Problem, Problems};
+
 use crate::cache_policy::CachePolicy;
-use crate::capabilities::{Grant, parse_grant};
-use crate::duration::parse_go_duration;
+use crate::capabilities::Grant;
 use crate::matching::ImagePattern;
-use crate::names::{check_config_key, check_env_name};
 use crate::proxy::ProxyResolution;
-use anyhow::{Context, Result, bail};
-use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet};
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,133 +27,7 @@ pub const API_VERSION: &str = "wasm-credential-provider.io/v1alpha1";
 /// The `kind` of the host config.
 pub const KIND: &str = "CredentialProviderHostConfig";
 /// Largest config file the host reads.
-const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct FileConfig {
-    api_version: String,
-    kind: String,
-    #[serde(default)]
-    tls: FileTls,
-    #[serde(default)]
-    audit_log: Option<PathBuf>,
-    #[serde(default)]
-    cache: FileHostCache,
-    #[serde(default)]
-    proxy: FileProxy,
-    plugins: Vec<FilePlugin>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct FileProxy {
-    #[serde(default)]
-    name_resolution: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct FileTls {
-    #[serde(default)]
-    ca_bundle: Option<PathBuf>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct FileHostCache {
-    #[serde(default)]
-    directory: Option<PathBuf>,
-    #[serde(default)]
-    max_entries: Option<usize>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct FilePluginCache {
-    #[serde(default)]
-    token_cache_type: Option<String>,
-    #[serde(default)]
-    default_duration: Option<String>,
-    #[serde(default)]
-    max_duration: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct FileGrants {
-    #[serde(default)]
-    outbound: Vec<String>,
-    #[serde(default)]
-    allow_private_networks: Vec<String>,
-    #[serde(default)]
-    env: Vec<String>,
-    #[serde(default)]
-    service_account_token: bool,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct FileLimits {
-    #[serde(default)]
-    timeout: Option<String>,
-    #[serde(default, rename = "memoryMiB")]
-    memory_mib: Option<u32>,
-    #[serde(default)]
-    max_http_response_bytes: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct FilePlugin {
-    name: String,
-    module: PathBuf,
-    #[serde(default)]
-    sha256: Option<String>,
-    match_images: Vec<String>,
-    #[serde(default, deserialize_with = "unique_keys")]
-    config: BTreeMap<String, String>,
-    #[serde(default, deserialize_with = "unique_keys")]
-    config_from_file: BTreeMap<String, PathBuf>,
-    #[serde(default, deserialize_with = "unique_keys")]
-    config_from_env: BTreeMap<String, String>,
-    #[serde(default)]
-    grants: FileGrants,
-    #[serde(default)]
-    limits: FileLimits,
-    #[serde(default)]
-    cache: FilePluginCache,
-}
-
-/// A map that refuses duplicate keys: YAML parsers keep the last value,
-/// which would let a second `password:` silently override the first.
-fn unique_keys<'de, D, V>(de: D) -> std::result::Result<BTreeMap<String, V>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    V: Deserialize<'de>,
-{
-    struct Visitor<V>(std::marker::PhantomData<V>);
-    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<V> {
-        type Value = BTreeMap<String, V>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a map of strings")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> std::result::Result<Self::Value, A::Error> {
-            let mut out = BTreeMap::new();
-            while let Some((key, value)) = map.next_entry::<String, V>()? {
-                if out.contains_key(&key) {
-                    return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
-                }
-                out.insert(key, value);
-            }
-            Ok(out)
-        }
-    }
-    de.deserialize_map(Visitor(std::marker::PhantomData))
-}
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
 /// A validated host config.
 #[derive(Debug, Clone)]
@@ -226,76 +106,15 @@ impl Default for Limits {
 }
 
 impl HostConfig {
-    /// Reads and validates the config at `path`; module paths are resolved
-    /// against the file's directory.
-    pub fn load(path: &Path) -> Result<Self> {
-        let meta = std::fs::metadata(path)
-            .with_context(|| format!("cannot read host config {}", path.display()))?;
-        if meta.len() > MAX_CONFIG_BYTES {
-            bail!(
-                "host config {} is larger than {MAX_CONFIG_BYTES} bytes",
-                path.display()
-            );
-        }
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read host config {}", path.display()))?;
-        let base = path.parent().unwrap_or_else(|| Path::new("."));
-        Self::parse(&text, base).with_context(|| format!("invalid host config {}", path.display()))
-    }
-
-    /// Parses and validates config text.
-    pub fn parse(text: &str, base_dir: &Path) -> Result<Self> {
-        let file: FileConfig = serde_yaml_ng::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-        if file.api_version != API_VERSION {
-            bail!(
-                "apiVersion is {:?}, expected {API_VERSION:?}",
-                file.api_version
-            );
-        }
-        if file.kind != KIND {
-            bail!("kind is {:?}, expected {KIND:?}", file.kind);
-        }
-        if file.plugins.is_empty() {
-            bail!("plugins: at least one plugin is required");
-        }
-        let ca_bundle = file
-            .tls
-            .ca_bundle
-            .map(|p| if p.is_absolute() { p } else { base_dir.join(p) });
-        let mut names = BTreeSet::new();
-        let mut plugins = Vec::with_capacity(file.plugins.len());
-        for (index, plugin) in file.plugins.into_iter().enumerate() {
-            let at = format!("plugins[{index}]");
-            let plugin = validate_plugin(plugin, base_dir).with_context(|| at.clone())?;
-            if !names.insert(plugin.name.clone()) {
-                bail!("{at}.name: duplicate plugin name {:?}", plugin.name);
-            }
-            plugins.push(plugin);
-        }
-        let audit_log = file
-            .audit_log
-            .map(|p| if p.is_absolute() { p } else { base_dir.join(p) });
-        let cache_directory = match file.cache.directory {
-            Some(p) if p.is_absolute() => p,
-            Some(p) => base_dir.join(p),
-            None => PathBuf::from(DEFAULT_CACHE_DIRECTORY),
-        };
-        let cache_max_entries = file.cache.max_entries.unwrap_or(DEFAULT_CACHE_MAX_ENTRIES);
-        if cache_max_entries == 0 {
-            bail!("cache.maxEntries: must be at least 1");
-        }
-        let proxy_resolution = match file.proxy.name_resolution.as_deref() {
-            None => ProxyResolution::default(),
-            Some(value) => ProxyResolution::parse(value).context("proxy.nameResolution")?,
-        };
-        Ok(Self {
-            ca_bundle,
-            audit_log,
-            cache_directory,
-            cache_max_entries,
-            proxy_resolution,
-            plugins,
-        })
+    /// Parses and validates config text; relative paths are resolved
+    /// against `base_dir` (the config file's directory). A YAML error stops
+    /// at once; otherwise every problem is reported, in file order.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        let raw: schema::RawHostConfig =
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let mut problems = Problems::default();
+        let config = validate::host_config(raw, base_dir, &mut problems);
+        problems.into_result(config)
     }
 
     /// The first plugin whose `matchImages` selects `image`, in config order,
@@ -305,143 +124,6 @@ impl HostConfig {
             .iter()
             .find(|p| p.match_images.iter().any(|m| m.matches(image)))
     }
-}
-
-fn validate_plugin(plugin: FilePlugin, base_dir: &Path) -> Result<PluginConfig> {
-    let name = plugin.name;
-    if name.is_empty() {
-        bail!("name: must not be empty");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        || name == "."
-        || name == ".."
-    {
-        bail!("name: {name:?} may contain only letters, digits, '-', '_' and '.'");
-    }
-    if plugin.module.as_os_str().is_empty() {
-        bail!("module: must name the plugin's .wasm file");
-    }
-    let module = if plugin.module.is_absolute() {
-        plugin.module
-    } else {
-        base_dir.join(plugin.module)
-    };
-    let sha256 = match plugin.sha256 {
-        Some(hex) => {
-            let hex = hex.to_ascii_lowercase();
-            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                bail!("sha256: must be 64 hex digits (the output of `sha256sum <module>`)");
-            }
-            Some(hex)
-        }
-        None => None,
-    };
-    if plugin.match_images.is_empty() {
-        bail!("matchImages: at least one pattern is required");
-    }
-    let match_images = plugin
-        .match_images
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            ImagePattern::parse(p)
-                .with_context(|| format!("matchImages[{i}]: invalid pattern {p:?}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut config = BTreeMap::new();
-    let sources = plugin
-        .config
-        .into_iter()
-        .map(|(k, v)| (k, ConfigSource::Literal(v), "config"))
-        .chain(plugin.config_from_file.into_iter().map(|(k, p)| {
-            let p = if p.is_absolute() { p } else { base_dir.join(p) };
-            (k, ConfigSource::File(p), "configFromFile")
-        }))
-        .chain(
-            plugin
-                .config_from_env
-                .into_iter()
-                .map(|(k, v)| (k, ConfigSource::Env(v), "configFromEnv")),
-        );
-    for (key, source, field) in sources {
-        check_config_key(&key).context(field)?;
-        if let ConfigSource::Env(var) = &source {
-            check_env_name(var).with_context(|| format!("{field}.{key}"))?;
-        }
-        if config.insert(key.clone(), source).is_some() {
-            bail!(
-                "{field}.{key}: key is set in more than one of config, configFromFile, configFromEnv"
-            );
-        }
-    }
-    let grants = plugin.grants;
-    let grant = parse_grant(
-        &grants.outbound,
-        &grants.allow_private_networks,
-        &grants.env,
-        grants.service_account_token,
-    )
-    .context("grants")?;
-    Ok(PluginConfig {
-        name,
-        module,
-        sha256,
-        match_images,
-        config,
-        grant,
-        limits: validate_limits(plugin.limits).context("limits")?,
-        cache: validate_cache(plugin.cache).context("cache")?,
-    })
-}
-
-fn validate_cache(cache: FilePluginCache) -> Result<CachePolicy> {
-    let token_cache_type = match cache.token_cache_type.as_deref() {
-        None | Some("ServiceAccount") => TokenCacheType::ServiceAccount,
-        Some("Token") => TokenCacheType::Token,
-        Some(other) => bail!(
-            "tokenCacheType: {other:?} is not supported: use \"ServiceAccount\" or \"Token\" (as kubelet's tokenAttributes.cacheType)"
-        ),
-    };
-    let mut out = CachePolicy {
-        token_cache_type,
-        ..CachePolicy::default()
-    };
-    if let Some(text) = cache.default_duration {
-        out.default_duration = parse_go_duration(&text).context("defaultDuration")?;
-    }
-    if let Some(text) = cache.max_duration {
-        out.max_duration = parse_go_duration(&text).context("maxDuration")?;
-    }
-    Ok(out)
-}
-
-fn validate_limits(limits: FileLimits) -> Result<Limits> {
-    let mut out = Limits::default();
-    if let Some(text) = limits.timeout {
-        let timeout = parse_go_duration(&text).context("timeout")?;
-        if timeout.is_zero() || timeout > MAX_TIMEOUT {
-            bail!(
-                "timeout: {text} must be more than 0s and at most {}s (the kubelet kills the exec at 60s)",
-                MAX_TIMEOUT.as_secs()
-            );
-        }
-        out.timeout = timeout;
-    }
-    if let Some(mib) = limits.memory_mib {
-        if !(1..=4096).contains(&mib) {
-            bail!("memoryMiB: {mib} must be from 1 to 4096");
-        }
-        out.memory_bytes = mib as usize * 1024 * 1024;
-    }
-    if let Some(bytes) = limits.max_http_response_bytes {
-        if bytes == 0 {
-            bail!("maxHttpResponseBytes: must be more than 0");
-        }
-        out.max_http_response_bytes = bytes;
-    }
-    Ok(out)
 }
 
 impl PluginConfig {
@@ -459,11 +141,13 @@ impl PluginConfig {
     }
 
     /// Resolves every config value now, so that a missing secret file or
-    /// variable is reported before the plugin runs. `env` looks up the
-    /// host's environment (injected for tests). Values from files lose one
-    /// trailing newline, as secret files usually end with one.
+    /// variable is reported before the plugin runs. The host passes the
+    /// readers: `read_file` reads a `configFromFile` file, `env` looks up
+    /// a `configFromEnv` variable. Values from files lose one trailing
+    /// newline, as secret files usually end with one.
     pub fn resolve_values(
         &self,
+        read_file: impl Fn(&Path) -> std::io::Result<String>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<BTreeMap<String, String>> {
         self.config
@@ -472,7 +156,7 @@ impl PluginConfig {
                 let value = match source {
                     ConfigSource::Literal(v) => v.clone(),
                     ConfigSource::File(path) => {
-                        let mut v = std::fs::read_to_string(path).with_context(|| {
+                        let mut v = read_file(path).with_context(|| {
                             format!(
                                 "plugin {:?}: configFromFile.{key}: cannot read {}",
                                 self.name,
@@ -542,12 +226,12 @@ plugins:
         );
         let cfg = HostConfig::parse(&text, Path::new("/")).unwrap();
         let p = &cfg.plugins[1];
-        assert_eq!(p.grant.outbound.len(), 1);
+        assert_eq!(p.grant.outbound.destinations.len(), 1);
         assert!(p.grant.service_account_token);
         assert_eq!(p.limits.timeout, Duration::from_secs(2));
         assert_eq!(p.limits.memory_bytes, 16 << 20);
         assert_eq!(cfg.plugins[0].limits, Limits::default());
-        assert!(cfg.plugins[0].grant.outbound.is_empty());
+        assert!(cfg.plugins[0].grant.outbound.destinations.is_empty());
         for (bad, want) in [
             (
                 "    grants:\n      outbound: [\"sts.amazonaws.com\"]\n",
@@ -683,24 +367,141 @@ plugins:
 
     #[test]
     fn resolves_values_from_every_source() {
-        let dir = std::env::temp_dir().join(format!("wcp-core-test-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("secret")).unwrap();
-        std::fs::write(dir.join("secret/password"), "s3cret\n").unwrap();
         let text = GOOD.replace(
             "    matchImages: [\"*.registry.io\"]\n",
             "    matchImages: [\"*.registry.io\"]\n    configFromEnv:\n      token: TOKEN_VAR\n",
         );
-        let cfg = HostConfig::parse(&text, &dir).unwrap();
-        let values = cfg.plugins[0].resolve_values(|_| None).unwrap();
+        let cfg = HostConfig::parse(&text, Path::new("/etc/wcp")).unwrap();
+        let read_file = |path: &Path| {
+            if path == Path::new("/etc/wcp/secret/password") {
+                Ok("s3cret\n".to_string())
+            } else {
+                Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+            }
+        };
+        let values = cfg.plugins[0].resolve_values(read_file, |_| None).unwrap();
         assert_eq!(values["password"], "s3cret");
         assert_eq!(values["username"], "robot");
         let env = |name: &str| (name == "TOKEN_VAR").then(|| "tok".to_string());
-        assert_eq!(cfg.plugins[1].resolve_values(env).unwrap()["token"], "tok");
+        assert_eq!(
+            cfg.plugins[1].resolve_values(read_file, env).unwrap()["token"],
+            "tok"
+        );
         let err = cfg.plugins[1]
-            .resolve_values(|_| None)
+            .resolve_values(read_file, |_| None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("TOKEN_VAR is not set"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
+        let err = format!(
+            "{:#}",
+            cfg.plugins[0]
+                .resolve_values(
+                    |_: &Path| Err(std::io::ErrorKind::PermissionDenied.into()),
+                    |_| None
+                )
+                .unwrap_err()
+        );
+        assert!(
+            err.contains("configFromFile.password: cannot read /etc/wcp/secret/password"),
+            "{err}"
+        );
+    }
+
+    const HEADER: &str =
+        "apiVersion: wasm-credential-provider.io/v1alpha1\nkind: CredentialProviderHostConfig\n";
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let text = format!(
+            "{HEADER}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['x']\n    limits: {{timeout: 90s}}\n  - name: b\n    module: b.wasm\n    matchImages: ['x', 'y', '%zz']\n"
+        );
+        let err = HostConfig::parse(&text, Path::new("/")).unwrap_err();
+        let paths: Vec<String> = err
+            .problems()
+            .iter()
+            .map(|p| p.path().to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            ["plugins[0].limits.timeout", "plugins[1].matchImages[2]"]
+        );
+        let line = err.to_string();
+        assert!(
+            line.starts_with("plugins[0]: limits: timeout: 90s must be more than 0s"),
+            "{line}"
+        );
+        assert!(
+            line.contains("; plugins[1]: matchImages[2]: invalid pattern \"%zz\""),
+            "{line}"
+        );
+        assert!(!line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn problems_come_in_file_order() {
+        let text = "apiVersion: v1\nkind: Foo\ncache: {maxEntries: 0}\nproxy: {nameResolution: nope}\nplugins:\n  - name: ''\n    module: ''\n    sha256: abc\n    matchImages: []\n    config: {k: v}\n    configFromEnv: {k: \"A B\"}\n    grants: {outbound: [\"x.io\"], allowPrivateNetworks: [\"10.0.0.0/99\"], env: [\"1A\"]}\n    limits: {memoryMiB: 0, maxHttpResponseBytes: 0}\n    cache: {tokenCacheType: Pod, defaultDuration: x, maxDuration: y}\n  - name: a\n    module: a.wasm\n    matchImages: ['x']\n  - name: a\n    module: a.wasm\n    matchImages: ['x']\n";
+        let err = HostConfig::parse(text, Path::new("/")).unwrap_err();
+        let paths: Vec<String> = err
+            .problems()
+            .iter()
+            .map(|p| p.path().to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "apiVersion",
+                "kind",
+                "plugins[0].name",
+                "plugins[0].module",
+                "plugins[0].sha256",
+                "plugins[0].matchImages",
+                "plugins[0].configFromEnv.k",
+                "plugins[0].configFromEnv.k",
+                "plugins[0].grants.outbound[0]",
+                "plugins[0].grants.allowPrivateNetworks[0]",
+                "plugins[0].grants.env[0]",
+                "plugins[0].limits.memoryMiB",
+                "plugins[0].limits.maxHttpResponseBytes",
+                "plugins[0].cache.tokenCacheType",
+                "plugins[0].cache.defaultDuration",
+                "plugins[0].cache.maxDuration",
+                "plugins[2].name",
+                "cache.maxEntries",
+                "proxy.nameResolution",
+            ]
+        );
+        let line = err.to_string();
+        assert!(line.starts_with("apiVersion is \"v1\""), "{line}");
+        assert!(
+            line.contains("; plugins[2].name: duplicate plugin name \"a\""),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn validating_needs_no_files_or_environment() {
+        // Every path names a file that does not exist and every variable is
+        // unset: validation only looks at the text.
+        let text = format!(
+            "{HEADER}tls: {{caBundle: /nonexistent/ca.pem}}\nauditLog: /nonexistent/audit.log\ncache: {{directory: /nonexistent/cache}}\nplugins:\n  - name: a\n    module: /nonexistent/a.wasm\n    matchImages: ['x']\n    configFromFile: {{password: /nonexistent/password}}\n    configFromEnv: {{token: WCP_TEST_UNSET_VARIABLE}}\n"
+        );
+        let cfg = HostConfig::parse(&text, Path::new("/nonexistent")).unwrap();
+        assert_eq!(cfg.cache_directory, Path::new("/nonexistent/cache"));
+        assert_eq!(
+            cfg.plugins[0].config["token"],
+            ConfigSource::Env("WCP_TEST_UNSET_VARIABLE".into())
+        );
+        assert!(cfg.plugins[0].grant.config.contains("password"));
+    }
+
+    #[test]
+    fn a_syntax_error_stops_at_once() {
+        let text = format!(
+            "{HEADER}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['%zz']\n    limitz: {{}}\n"
+        );
+        let err = HostConfig::parse(&text, Path::new("/")).unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax(_)), "{err:?}");
+        assert!(err.to_string().contains("unknown field `limitz`"), "{err}");
+        assert!(err.problems().is_empty());
     }
 }

@@ -1,5 +1,5 @@
-//! Reads the capability declaration a component carries, without
-//! instantiating it.
+//! Reads the capability declaration a component carries in its
+//! `wcp-capabilities` custom section, without instantiating it.
 
 use anyhow::{Context, Result, bail};
 use wasmparser::{Parser, Payload};

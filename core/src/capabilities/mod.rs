@@ -3,10 +3,45 @@
 //! the guest SDK at build time) and the operator *grants* it per plugin in
 //! the host config. A capability is usable only if declared and granted;
 //! empty means deny-all, and nothing is ever granted automatically.
+//!
+//! One module per kind of capability, each owning its declared form, its
+//! granted form, how the two combine into what the plugin may do, and how
+//! it reports where they differ:
+//!
+//! * [`outbound`]: HTTP destinations (incl. `config:<key>` and
+//!   `allowPrivateNetworks`);
+//! * [`config_keys`]: operator config values;
+//! * [`env`](mod@env): environment variables;
+//! * [`service_account_token`]: the kubelet's service-account token.
+//!
+//! [`Permissions`] is the one answer to "what may this plugin do": the
+//! sandbox enforces it, and `inspect` (and logs) report its
+//! [`Differences`], so the two can never disagree.
+//!
+//! A new kind of capability is a new module here plus one field in each of
+//! `RawDeclaration`, [`Declaration`], [`RawGrant`], [`Grant`] and
+//! [`Permissions`] (and a line in [`Permissions::differences`]); then the
+//! host's enforcement (`host/src/sandbox.rs` and the runtime piece that
+//! provides it), the lines `inspect` prints for it, and the guest SDK's
+//! `declare_capabilities!`.
 
-use crate::destination::{Cidr, Destination, Origin, Scheme, special_range};
-use crate::names::{check_config_key, check_count, check_env_name, shown};
-use anyhow::{Context, Result, anyhow, bail};
+pub mod config_keys;
+pub mod env;
+pub mod outbound;
+pub mod service_account_token;
+
+pub use config_keys::ConfigKeysPermission;
+pub use env::EnvPermission;
+pub use outbound::{
+    DeclaredDestination, Denial, FROM_CONFIG_PREFIX, OutboundGrant, OutboundPermission,
+    destination_of_url,
+};
+pub use service_account_token::TokenPermission;
+
+use crate::config::problems::{ConfigError, FieldPath, Problems};
+use crate::destination::Scheme;
+use crate::names::check_count;
+use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -15,12 +50,11 @@ use std::net::IpAddr;
 pub const SECTION_NAME: &str = "wcp-capabilities";
 /// Largest declaration accepted.
 pub const MAX_DECLARATION_BYTES: usize = 64 * 1024;
-/// Prefix of a declared destination taken from an operator config value.
-pub const FROM_CONFIG_PREFIX: &str = "config:";
 
+/// The declaration's JSON, before its names are checked.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct WireDeclaration {
+struct RawDeclaration {
     #[serde(default)]
     outbound: Vec<String>,
     #[serde(default)]
@@ -29,15 +63,6 @@ struct WireDeclaration {
     env: Vec<String>,
     #[serde(default)]
     service_account_token: bool,
-}
-
-/// A destination as a plugin declares it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeclaredDestination {
-    Fixed(Destination),
-    /// `config:<key>`: wherever the operator points config value `<key>`
-    /// (regional, FIPS or VPC endpoints). Still needs a grant.
-    FromConfig(String),
 }
 
 /// What a component asks for.
@@ -57,149 +82,129 @@ impl Declaration {
         if bytes.len() > MAX_DECLARATION_BYTES {
             bail!("capability declaration is larger than {MAX_DECLARATION_BYTES} bytes");
         }
-        let wire: WireDeclaration = serde_json::from_slice(bytes)
+        let raw: RawDeclaration = serde_json::from_slice(bytes)
             .context("capability declaration is not valid JSON of the expected shape")?;
-        check_count("outbound destinations", wire.outbound.len())?;
-        check_count("config keys", wire.config.len())?;
-        check_count("environment variables", wire.env.len())?;
-        let outbound = wire
-            .outbound
-            .iter()
-            .enumerate()
-            .map(|(i, entry)| match entry.strip_prefix(FROM_CONFIG_PREFIX) {
-                Some("") => bail!(
-                    "outbound[{i}]: declared destination {} names no config key",
-                    shown(entry)
-                ),
-                Some(key) => {
-                    check_config_key(key).with_context(|| format!("outbound[{i}]"))?;
-                    Ok(DeclaredDestination::FromConfig(key.to_string()))
-                }
-                None => Destination::parse(entry, Origin::Declared)
-                    .map(DeclaredDestination::Fixed)
-                    .with_context(|| format!("outbound[{i}]")),
-            })
-            .collect::<Result<_>>()?;
-        for (i, key) in wire.config.iter().enumerate() {
-            check_config_key(key).with_context(|| format!("config[{i}]"))?;
-        }
-        for (i, name) in wire.env.iter().enumerate() {
-            check_env_name(name).with_context(|| format!("env[{i}]"))?;
-        }
+        check_count("outbound destinations", raw.outbound.len())?;
+        check_count("config keys", raw.config.len())?;
+        check_count("environment variables", raw.env.len())?;
         Ok(Self {
-            outbound,
-            config: wire.config.into_iter().collect(),
-            env: wire.env.into_iter().collect(),
-            service_account_token: wire.service_account_token,
+            outbound: outbound::parse_declared(&raw.outbound)?,
+            config: config_keys::parse_declared(raw.config)?,
+            env: env::parse_declared(raw.env)?,
+            service_account_token: raw.service_account_token,
         })
     }
 }
 
-/// What the operator grants one plugin.
+/// `plugins[].grants` as written in the host config, before validation.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawGrant {
+    #[serde(default)]
+    pub outbound: Vec<String>,
+    #[serde(default)]
+    pub allow_private_networks: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub service_account_token: bool,
+}
+
+/// What the operator grants one plugin: its `grants` plus the config keys
+/// it set (setting a key is what grants it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grant {
-    pub outbound: Vec<Destination>,
-    pub allow_private_networks: Vec<Cidr>,
+    pub outbound: OutboundGrant,
+    pub config: BTreeSet<String>,
     pub env: BTreeSet<String>,
     pub service_account_token: bool,
 }
 
-/// Why a request may not go out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Denial {
-    /// The plugin did not declare the destination.
-    NotDeclared,
-    /// Declared, but the operator did not grant it.
-    NotGranted,
-    /// Neither.
-    NeitherDeclaredNorGranted,
-}
-
-impl Denial {
-    /// The `error.type` of the structured log event.
-    pub fn error_type(&self) -> &'static str {
-        "destination_not_allowed"
-    }
-
-    pub fn describe(&self) -> &'static str {
-        match self {
-            Denial::NotDeclared => "granted but not declared by the plugin",
-            Denial::NotGranted => "declared by the plugin but not granted in the host config",
-            Denial::NeitherDeclaredNorGranted => {
-                "neither declared by the plugin nor granted in the host config"
-            }
+impl Grant {
+    /// Validates `raw`, recording every bad entry under `grants` (e.g.
+    /// `plugins[0]: grants: outbound[1]: ...`). `set_keys` are the config
+    /// keys the operator set, already checked by the config.
+    pub fn validate(
+        raw: RawGrant,
+        set_keys: BTreeSet<String>,
+        grants: &FieldPath,
+        problems: &mut Problems,
+    ) -> Self {
+        Self {
+            outbound: OutboundGrant::validate(
+                &raw.outbound,
+                &raw.allow_private_networks,
+                grants,
+                problems,
+            ),
+            config: set_keys,
+            env: env::validate_granted(raw.env, grants, problems),
+            service_account_token: raw.service_account_token,
         }
     }
+
+    /// A grant on its own (no config keys set), e.g. in tests; paths are
+    /// relative to the grant.
+    pub fn parse(raw: RawGrant) -> Result<Self, ConfigError> {
+        let mut problems = Problems::default();
+        let grant = Self::validate(raw, BTreeSet::new(), &FieldPath::root(), &mut problems);
+        problems.into_result(grant)
+    }
 }
 
-/// The intersection of a declaration and a grant, ready to check requests.
+/// What one plugin may do: its declaration and its grant combined, kind by
+/// kind. This is what the sandbox enforces and what `inspect` reports.
 #[derive(Debug, Clone)]
-pub struct Effective {
-    declared: Vec<Destination>,
-    granted: Vec<Destination>,
-    private_networks: Vec<Cidr>,
-    pub env: BTreeSet<String>,
-    pub config_keys: BTreeSet<String>,
-    pub service_account_token: bool,
-    /// Declared-from-config destinations whose config value is not a usable
-    /// endpoint URL; reported, never fatal on their own. They name the key,
-    /// never the value (which may be a secret).
-    pub problems: Vec<String>,
+pub struct Permissions {
+    pub outbound: OutboundPermission,
+    pub config: ConfigKeysPermission,
+    pub env: EnvPermission,
+    pub service_account_token: TokenPermission,
 }
 
-impl Effective {
-    /// Combines the two locks. `config_values` resolves `config:` entries.
+/// Where a declaration and a grant differ, each item as `inspect` shows it
+/// (`outbound https://x.io`, `env HOME`, `config k (not set)`, ...), in a
+/// fixed order of kinds: outbound, env, serviceAccountToken, config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Differences {
+    /// Asked for but not usable.
+    pub declared_not_granted: Vec<String>,
+    /// Granted (or set) but withheld, because the plugin did not ask.
+    pub granted_not_declared: Vec<String>,
+}
+
+impl Permissions {
+    /// Combines the two locks. `config_values` resolves `config:`
+    /// destinations; pass an empty map where values are not read (then
+    /// those destinations reach nothing).
     pub fn new(
         declared: &Declaration,
         grant: &Grant,
         config_values: &BTreeMap<String, String>,
     ) -> Self {
-        let mut problems = Vec::new();
-        let mut declared_destinations = Vec::new();
-        for entry in &declared.outbound {
-            match entry {
-                DeclaredDestination::Fixed(d) => declared_destinations.push(d.clone()),
-                DeclaredDestination::FromConfig(key) => match config_values.get(key) {
-                    None => {}
-                    Some(value) => match destination_of_url(value) {
-                        Ok(d) => declared_destinations.push(d),
-                        Err(e) => problems.push(format!("config value {key:?}: {e}")),
-                    },
-                },
-            }
-        }
         Self {
-            declared: declared_destinations,
-            granted: grant.outbound.clone(),
-            private_networks: grant.allow_private_networks.clone(),
-            env: declared.env.intersection(&grant.env).cloned().collect(),
-            config_keys: declared.config.clone(),
-            service_account_token: declared.service_account_token && grant.service_account_token,
-            problems,
+            outbound: OutboundPermission::new(
+                &declared.outbound,
+                &grant.outbound,
+                &grant.config,
+                config_values,
+            ),
+            config: ConfigKeysPermission::new(&declared.config, &grant.config),
+            env: EnvPermission::new(&declared.env, &grant.env),
+            service_account_token: TokenPermission::new(
+                declared.service_account_token,
+                grant.service_account_token,
+            ),
         }
     }
 
     /// Checks the scheme, host and port of a request's final URI.
     pub fn check_request(&self, scheme: Scheme, host: &str, port: u16) -> Result<(), Denial> {
-        let declared = self.declared.iter().any(|d| d.allows(scheme, host, port));
-        let granted = self.granted.iter().any(|d| d.allows(scheme, host, port));
-        match (declared, granted) {
-            (true, true) => Ok(()),
-            (false, true) => Err(Denial::NotDeclared),
-            (true, false) => Err(Denial::NotGranted),
-            (false, false) => Err(Denial::NeitherDeclaredNorGranted),
-        }
+        self.outbound.check_request(scheme, host, port)
     }
 
-    /// Checks one address that a request to `scheme://host:port` reaches:
-    /// an address `host` resolved to, or `host` itself when it is an IP
-    /// literal. Loopback, link-local, private and other special addresses
-    /// are refused unless an `allowPrivateNetworks` range contains the
-    /// address, or the request names that IP literal itself and a grant
-    /// names exactly that literal on the same scheme and port. A grant of
-    /// `http://127.0.0.1:9000` exempts requests to that literal only, never
-    /// a granted *name* that happens to resolve to 127.0.0.1, and never
-    /// another port. Returns the kind of range on refusal.
+    /// Checks one address a request reaches; see
+    /// [`OutboundPermission::check_address`].
     pub fn check_address(
         &self,
         scheme: Scheme,
@@ -207,82 +212,18 @@ impl Effective {
         port: u16,
         ip: IpAddr,
     ) -> Result<(), &'static str> {
-        let Some(range) = special_range(ip) else {
-            return Ok(());
-        };
-        let literal = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok();
-        let named = literal
-            && self
-                .granted
-                .iter()
-                .any(|d| d.names_ip(ip) && d.allows(scheme, host, port));
-        let in_range = self.private_networks.iter().any(|c| c.contains(ip));
-        if named || in_range {
-            Ok(())
-        } else {
-            Err(range)
-        }
+        self.outbound.check_address(scheme, host, port, ip)
     }
 
-    /// Destinations the plugin can actually reach: declared and granted.
-    pub fn granted(&self) -> &[Destination] {
-        &self.granted
+    /// Every difference between what was declared and what was granted.
+    pub fn differences(&self) -> Differences {
+        let mut out = Differences::default();
+        self.outbound.differences(&mut out);
+        self.env.differences(&mut out);
+        self.service_account_token.differences(&mut out);
+        self.config.differences(&mut out);
+        out
     }
-}
-
-/// `scheme://authority` of a URL an operator configured (a path is allowed
-/// here and ignored: it is an endpoint URL, not a destination entry). The
-/// error never quotes `url`: a plugin can declare `config:<key>` for any
-/// key, including one that holds a secret.
-pub fn destination_of_url(url: &str) -> Result<Destination> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        bail!(
-            "the value is not an absolute URL (scheme://host[:port][/path]); its text is not shown"
-        );
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    Destination::parse(&format!("{scheme}://{authority}"), Origin::Granted).map_err(|_| {
-        anyhow!(
-            "the value's scheme://host[:port] is not a valid destination (https or http, a DNS name or IP address, one port, no user info); its text is not shown"
-        )
-    })
-}
-
-/// Parses the operator's grant (already split into its fields).
-pub fn parse_grant(
-    outbound: &[String],
-    allow_private_networks: &[String],
-    env: &[String],
-    service_account_token: bool,
-) -> Result<Grant> {
-    Ok(Grant {
-        outbound: outbound
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                Destination::parse(e, Origin::Granted).with_context(|| format!("outbound[{i}]"))
-            })
-            .collect::<Result<_>>()?,
-        allow_private_networks: allow_private_networks
-            .iter()
-            .enumerate()
-            .map(|(i, e)| Cidr::parse(e).with_context(|| format!("allowPrivateNetworks[{i}]")))
-            .collect::<Result<_>>()?,
-        env: env
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                check_env_name(name)
-                    .with_context(|| format!("env[{i}]"))
-                    .map(|()| name.clone())
-            })
-            .collect::<Result<_>>()?,
-        service_account_token,
-    })
 }
 
 #[cfg(test)]
@@ -291,6 +232,20 @@ mod tests {
 
     fn declaration(json: &str) -> Declaration {
         Declaration::parse(json.as_bytes()).unwrap()
+    }
+
+    fn parse_grant(
+        outbound: &[String],
+        allow_private_networks: &[String],
+        env: &[String],
+        service_account_token: bool,
+    ) -> Result<Grant, ConfigError> {
+        Grant::parse(RawGrant {
+            outbound: outbound.to_vec(),
+            allow_private_networks: allow_private_networks.to_vec(),
+            env: env.to_vec(),
+            service_account_token,
+        })
     }
 
     #[test]
@@ -306,7 +261,7 @@ mod tests {
             false,
         )
         .unwrap();
-        let e = Effective::new(&d, &g, &BTreeMap::new());
+        let e = Permissions::new(&d, &g, &BTreeMap::new());
         assert_eq!(
             e.check_request(Scheme::Https, "sts.amazonaws.com", 443),
             Ok(())
@@ -327,10 +282,10 @@ mod tests {
 
     #[test]
     fn empty_is_deny_all() {
-        let e = Effective::new(&Declaration::default(), &Grant::default(), &BTreeMap::new());
+        let e = Permissions::new(&Declaration::default(), &Grant::default(), &BTreeMap::new());
         assert!(e.check_request(Scheme::Https, "a.io", 443).is_err());
-        assert!(!e.service_account_token);
-        assert!(e.env.is_empty());
+        assert!(!e.service_account_token.allowed());
+        assert!(e.env.allowed().next().is_none());
     }
 
     #[test]
@@ -342,10 +297,10 @@ mod tests {
             "stsEndpoint".to_string(),
             "https://127.0.0.1:8443/".to_string(),
         );
-        let e = Effective::new(&d, &g, &values);
+        let e = Permissions::new(&d, &g, &values);
         assert_eq!(e.check_request(Scheme::Https, "127.0.0.1", 8443), Ok(()));
         assert!(e.check_request(Scheme::Https, "127.0.0.1", 9443).is_err());
-        let e = Effective::new(&d, &g, &BTreeMap::new());
+        let e = Permissions::new(&d, &g, &BTreeMap::new());
         assert!(e.check_request(Scheme::Https, "127.0.0.1", 8443).is_err());
     }
 
@@ -353,8 +308,8 @@ mod tests {
     fn special_addresses_need_an_explicit_grant() {
         let d = declaration(r#"{"outbound":["https://registry.internal"]}"#);
         let g = parse_grant(&["https://registry.internal".into()], &[], &[], false).unwrap();
-        let e = Effective::new(&d, &g, &BTreeMap::new());
-        let name = |e: &Effective, ip: &str| {
+        let e = Permissions::new(&d, &g, &BTreeMap::new());
+        let name = |e: &Permissions, ip: &str| {
             e.check_address(Scheme::Https, "registry.internal", 443, ip.parse().unwrap())
         };
         for ip in [
@@ -374,7 +329,7 @@ mod tests {
             false,
         )
         .unwrap();
-        let e = Effective::new(&d, &g, &BTreeMap::new());
+        let e = Permissions::new(&d, &g, &BTreeMap::new());
         assert!(name(&e, "10.0.0.5").is_ok());
         assert!(name(&e, "127.0.0.1").is_err());
     }
@@ -392,7 +347,7 @@ mod tests {
             false,
         )
         .unwrap();
-        let e = Effective::new(&d, &g, &BTreeMap::new());
+        let e = Permissions::new(&d, &g, &BTreeMap::new());
         let lo = "127.0.0.1".parse().unwrap();
         assert!(e.check_address(Scheme::Http, "127.0.0.1", 9000, lo).is_ok());
         // The same address reached through a granted name, another port or
@@ -420,7 +375,7 @@ mod tests {
         );
         // IPv6 literals and mapped forms compare canonically.
         let g = parse_grant(&["http://[::1]:9000".into()], &[], &[], false).unwrap();
-        let e = Effective::new(&d, &g, &BTreeMap::new());
+        let e = Permissions::new(&d, &g, &BTreeMap::new());
         assert!(
             e.check_address(Scheme::Http, "[::1]", 9000, "::1".parse().unwrap())
                 .is_ok()
@@ -433,11 +388,15 @@ mod tests {
             r#"{"env":["AWS_REGION","AWS_SECRET_ACCESS_KEY"],"serviceAccountToken":true}"#,
         );
         let g = parse_grant(&[], &[], &["AWS_REGION".into(), "HOME".into()], false).unwrap();
-        let e = Effective::new(&d, &g, &BTreeMap::new());
-        assert_eq!(e.env.iter().collect::<Vec<_>>(), vec!["AWS_REGION"]);
-        assert!(!e.service_account_token);
+        let e = Permissions::new(&d, &g, &BTreeMap::new());
+        assert_eq!(e.env.allowed().collect::<Vec<_>>(), vec!["AWS_REGION"]);
+        assert!(!e.service_account_token.allowed());
         let g = parse_grant(&[], &[], &[], true).unwrap();
-        assert!(Effective::new(&d, &g, &BTreeMap::new()).service_account_token);
+        assert!(
+            Permissions::new(&d, &g, &BTreeMap::new())
+                .service_account_token
+                .allowed()
+        );
     }
 
     #[test]
@@ -501,13 +460,91 @@ mod tests {
             "url".to_string(),
             "https://user:hunter3@x.io:99999/".to_string(),
         );
-        let e = Effective::new(&d, &Grant::default(), &values);
-        assert_eq!(e.problems.len(), 2, "{:?}", e.problems);
-        for problem in &e.problems {
+        let e = Permissions::new(&d, &Grant::default(), &values);
+        assert_eq!(
+            e.outbound.problems().len(),
+            2,
+            "{:?}",
+            e.outbound.problems()
+        );
+        for problem in e.outbound.problems() {
             assert!(!problem.contains("hunter"), "{problem}");
             assert!(problem.contains("not shown"), "{problem}");
         }
-        assert!(e.problems[0].contains("\"password\""), "{:?}", e.problems);
+        assert!(
+            e.outbound.problems()[0].contains("\"password\""),
+            "{:?}",
+            e.outbound.problems()
+        );
+    }
+
+    #[test]
+    fn differences_are_reported_kind_by_kind() {
+        let d = declaration(
+            r#"{"outbound":["https://sts.amazonaws.com","https://*.ecr.aws","config:endpoint","config:unset"],"config":["endpoint","unset","roleArn"],"env":["AWS_REGION","AWS_PROFILE"],"serviceAccountToken":true}"#,
+        );
+        let mut g = parse_grant(
+            &[
+                "https://STS.amazonaws.com:443".into(),
+                "https://public.ecr.aws".into(),
+                "https://evil.example.com".into(),
+            ],
+            &[],
+            &["AWS_REGION".into(), "HOME".into()],
+            false,
+        )
+        .unwrap();
+        g.config = ["endpoint", "extra"].map(String::from).into();
+        let differences = Permissions::new(&d, &g, &BTreeMap::new()).differences();
+        assert_eq!(
+            differences.declared_not_granted,
+            [
+                // Only public.ecr.aws of *.ecr.aws is granted.
+                "outbound https://*.ecr.aws",
+                "outbound config:unset (config key not set)",
+                "env AWS_PROFILE",
+                "serviceAccountToken",
+                "config roleArn (not set)",
+                "config unset (not set)",
+            ]
+        );
+        // The same destination written differently is the same grant, and
+        // a set config: destination may point at any grant, so no outbound
+        // entry is reported here.
+        assert_eq!(
+            differences.granted_not_declared,
+            ["env HOME", "config extra (set, withheld)"]
+        );
+        let d = declaration(r#"{"outbound":["https://*.ecr.aws"]}"#);
+        let g = parse_grant(
+            &["https://public.ecr.aws".into(), "https://ecr.aws".into()],
+            &[],
+            &[],
+            true,
+        )
+        .unwrap();
+        let differences = Permissions::new(&d, &g, &BTreeMap::new()).differences();
+        assert_eq!(
+            differences.granted_not_declared,
+            ["outbound https://ecr.aws", "serviceAccountToken"]
+        );
+    }
+
+    #[test]
+    fn raw_grant_problems_are_all_reported() {
+        let err = parse_grant(
+            &["https://ok.io".into(), "bad.io".into()],
+            &["10.0.0.0/99".into()],
+            &["1A".into()],
+            false,
+        )
+        .unwrap_err();
+        let paths: Vec<String> = err
+            .problems()
+            .iter()
+            .map(|p| p.path().to_string())
+            .collect();
+        assert_eq!(paths, ["outbound[1]", "allowPrivateNetworks[0]", "env[0]"]);
     }
 
     #[test]
