@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use wcp_core::capabilities::{Declaration, Permissions};
-use wcp_core::config::{ConfigSource, PluginConfig};
+use wcp_core::config::PluginConfig;
 use wcp_core::protocol::Request;
 use wcp_core::redact::Redactor;
 
@@ -37,12 +37,8 @@ impl Sandbox {
         if let Some(token) = &request.service_account_token {
             redactor.add(token);
         }
-        for (key, source) in &plugin.config {
-            if !matches!(source, ConfigSource::Literal(_))
-                && let Some(value) = values.get(key)
-            {
-                redactor.add(value);
-            }
+        for value in plugin.secret_values(&values) {
+            redactor.add(value);
         }
         let policy = Permissions::new(declaration, &plugin.grant, &values);
         for problem in policy.outbound.problems() {

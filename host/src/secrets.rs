@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 use std::sync::RwLock;
-use wcp_core::config::{ConfigSource, PluginConfig};
+use wcp_core::config::PluginConfig;
 use wcp_core::escape::escape_controls;
 use wcp_core::redact::Redactor;
 
@@ -34,13 +34,7 @@ pub fn register_config_values(
     plugin: &PluginConfig,
     values: &std::collections::BTreeMap<String, String>,
 ) {
-    for (key, source) in &plugin.config {
-        if !matches!(source, ConfigSource::Literal(_))
-            && let Some(value) = values.get(key)
-        {
-            register(value);
-        }
-    }
+    plugin.secret_values(values).for_each(register);
 }
 
 /// `text` as it may be written: secrets redacted, then every control or

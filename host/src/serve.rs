@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Instant;
 use wcp_core::cache_entry::Entry;
-use wcp_core::config::{ConfigSource, HostConfig, PluginConfig};
+use wcp_core::config::{HostConfig, PluginConfig};
 use wcp_core::protocol::{MAX_REQUEST_BYTES, Request, Response};
 use wcp_core::redact::Redactor;
 
@@ -136,13 +136,7 @@ pub fn secrets(plugin: &PluginConfig, request: &Request) -> Redactor {
         redactor.add(token);
     }
     if let Ok(values) = crate::config_file::resolve_values(plugin) {
-        for (key, source) in &plugin.config {
-            if !matches!(source, ConfigSource::Literal(_))
-                && let Some(value) = values.get(key)
-            {
-                redactor.add(value);
-            }
-        }
+        plugin.secret_values(&values).for_each(|v| redactor.add(v));
     }
     redactor
 }

@@ -140,6 +140,19 @@ impl PluginConfig {
         format!("{}#{}", self.name, &digest[..16])
     }
 
+    /// The values among `values` that are secrets: every one not written
+    /// literally in the host config (`configFromFile`, `configFromEnv`).
+    /// The one place that rule lives; redaction everywhere asks here.
+    pub fn secret_values<'a>(
+        &'a self,
+        values: &'a BTreeMap<String, String>,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        self.config
+            .iter()
+            .filter(|(_, source)| !matches!(source, ConfigSource::Literal(_)))
+            .filter_map(|(key, _)| values.get(key).map(String::as_str))
+    }
+
     /// Resolves every config value now, so that a missing secret file or
     /// variable is reported before the plugin runs. The host passes the
     /// readers: `read_file` reads a `configFromFile` file, `env` looks up
@@ -382,6 +395,9 @@ plugins:
         let values = cfg.plugins[0].resolve_values(read_file, |_| None).unwrap();
         assert_eq!(values["password"], "s3cret");
         assert_eq!(values["username"], "robot");
+        // Only what is not written in the config file itself is a secret.
+        let secrets: Vec<&str> = cfg.plugins[0].secret_values(&values).collect();
+        assert_eq!(secrets, ["s3cret"]);
         let env = |name: &str| (name == "TOKEN_VAR").then(|| "tok".to_string());
         assert_eq!(
             cfg.plugins[1].resolve_values(read_file, env).unwrap()["token"],
