@@ -2,8 +2,8 @@
 //! run it, and record what happened in the audit log.
 
 use crate::audit::AuditLog;
-use crate::cache::CacheStore;
 use crate::events::{self, CallOutcome, Record};
+use crate::runtime::Artifacts;
 use crate::runtime::{self, CallReport, Outcome};
 use crate::sandbox::Sandbox;
 use crate::tls::TlsClient;
@@ -14,14 +14,6 @@ use wcp_core::config::{HostConfig, PluginConfig};
 use wcp_core::image::registry_of;
 use wcp_core::protocol::Request;
 use wcp_core::proxy::ProxyPolicy;
-
-/// Where a plugin's precompiled artifact is found, or made by the compile
-/// step of the runtime: the cache directory (if usable) and the host config
-/// the compiler child is run with.
-pub struct Artifacts<'a> {
-    pub cache: Option<&'a CacheStore>,
-    pub config_path: &'a std::path::Path,
-}
 
 /// Runs `plugin` for `request`. Denials raised during the call explain a
 /// failure in its error line and are always written to the audit log.
@@ -58,8 +50,7 @@ pub fn invoke(
         tls,
         proxy,
         proxy_resolution: config.proxy_resolution,
-        cache: artifacts.cache,
-        config_path: artifacts.config_path,
+        artifacts,
     };
     let CallReport {
         outcome,

@@ -66,15 +66,23 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(600);
 /// How often an exec checks a concurrent exec's compile.
 const POLL: Duration = Duration::from_millis(20);
 
+/// Where a plugin's precompiled artifact is found, or made by the compile
+/// step of the runtime: the cache directory (if usable) and the host config
+/// the compiler child is run with.
+#[derive(Clone, Copy)]
+pub struct Artifacts<'a> {
+    pub cache: Option<&'a CacheStore>,
+    pub config_path: &'a std::path::Path,
+}
+
 /// The component for `module` of `plugin`, and how it was obtained.
-/// `config_path` is the host config, passed to the compile child.
 pub fn component(
     engine: &Engine,
     module: &VerifiedModule,
     plugin: &PluginConfig,
-    cache: Option<&CacheStore>,
-    config_path: &Path,
+    artifacts: &Artifacts<'_>,
 ) -> Result<(Component, Provenance)> {
+    let Artifacts { cache, config_path } = *artifacts;
     let now = Instant::now();
     let deadline = budget::compile_deadline(plugin.limits.timeout, now);
     let store = match cache.map(|c| ArtifactStore::open(c.dir(), c.uid())) {

@@ -3,6 +3,7 @@
 //! keeps only what needs wasmtime.
 
 mod compile;
+pub use compile::Artifacts;
 pub mod engine;
 mod failure;
 mod guest_log;
@@ -13,7 +14,6 @@ mod state;
 pub mod wit;
 
 use crate::artifact::Provenance;
-use crate::cache::CacheStore;
 use crate::events::{Event, Events};
 use crate::module::VerifiedModule;
 use crate::sandbox::Sandbox;
@@ -68,10 +68,8 @@ pub struct Call<'a> {
     pub tls: TlsClient,
     pub proxy: ProxyPolicy,
     pub proxy_resolution: ProxyResolution,
-    /// Where precompiled artifacts live, if the cache directory is usable.
-    pub cache: Option<&'a CacheStore>,
-    /// The host config, for the external compiler of a runtime-only build.
-    pub config_path: &'a std::path::Path,
+    /// Where the precompiled artifact is found or made.
+    pub artifacts: &'a Artifacts<'a>,
 }
 
 /// What one call produced, returned whole (the caller audits all of it,
@@ -122,15 +120,14 @@ async fn run_async(
         tls,
         proxy,
         proxy_resolution,
-        cache,
-        config_path,
+        artifacts,
     } = call;
     let limits = &plugin.limits;
     let name = plugin.name.as_str();
     let t0 = Instant::now();
     let engine = engine::new()?;
     let t_engine = Instant::now();
-    let (component, how) = compile::component(&engine, module, plugin, cache, config_path)
+    let (component, how) = compile::component(&engine, module, plugin, artifacts)
         .with_context(|| format!("plugin {name:?}: module {}", plugin.module.display()))?;
     *provenance = Some(how);
     let version = ApiVersion::of(&engine, &component).with_context(|| {

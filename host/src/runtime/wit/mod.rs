@@ -293,8 +293,10 @@ mod tests {
                 tls: crate::tls::TlsClient::new(None),
                 proxy: wcp_core::proxy::ProxyPolicy::from_env(|_| None).unwrap(),
                 proxy_resolution: Default::default(),
-                cache: None,
-                config_path: std::path::Path::new("/nonexistent"),
+                artifacts: &crate::runtime::Artifacts {
+                    cache: None,
+                    config_path: std::path::Path::new("/nonexistent"),
+                },
             });
             assert!(report.events.is_empty());
             match report.outcome {
