@@ -89,7 +89,7 @@ pub fn run(wasm: &Path, config: Option<&Path>, output: Output) -> Result<()> {
     let declaration = declaration_section::declaration(&bytes)?;
     let provider_api = exports
         .iter()
-        .find_map(|e| e.strip_prefix("wcp:credential-provider/provider@"))
+        .find_map(|e| e.strip_prefix(crate::runtime::wit::PROVIDER_EXPORT_PREFIX))
         .map(str::to_string);
     let mut plugins = Vec::new();
     if let Some(config) = config {
