@@ -144,6 +144,16 @@ impl Audit for Recorded {
 }
 
 /// One exec against the fakes; the response as the kubelet reads it.
+/// [`run`] with an audit log nobody reads.
+fn unaudited(
+    config: &HostConfig,
+    request: &Request,
+    plugin: &Scripted,
+    cache: &Memory,
+) -> Result<serde_json::Value> {
+    run(config, request, plugin, cache, &Recorded::default())
+}
+
 fn run(
     config: &HostConfig,
     request: &Request,
@@ -237,14 +247,7 @@ fn an_expired_entry_is_not_served() {
     let plugin = Scripted::new(answer("fresh", CacheKeyType::Registry, None));
     let cache = Memory::default();
     cache.insert(entry(&config, CacheKeyType::Image, "old", 0));
-    let response = run(
-        &config,
-        &request(IMAGE, None),
-        &plugin,
-        &cache,
-        &Recorded::default(),
-    )
-    .unwrap();
+    let response = unaudited(&config, &request(IMAGE, None), &plugin, &cache).unwrap();
     assert_eq!(password(&response), "fresh");
     assert_eq!(plugin.calls.get(), 1);
 }
@@ -255,14 +258,7 @@ fn an_answer_echoing_the_token_is_refused() {
     let token = sa_token("ns", "sa", "uid-1");
     let plugin = Scripted::new(answer(&token, CacheKeyType::Registry, None));
     let cache = Memory::default();
-    let err = run(
-        &config,
-        &request(IMAGE, Some(&token)),
-        &plugin,
-        &cache,
-        &Recorded::default(),
-    )
-    .unwrap_err();
+    let err = unaudited(&config, &request(IMAGE, Some(&token)), &plugin, &cache).unwrap_err();
     let text = format!("{err:#}");
     assert!(text.starts_with("plugin \"p\": plugin returned"), "{text}");
     assert!(text.contains("tokenCacheType: Token"), "{text}");
@@ -271,14 +267,7 @@ fn an_answer_echoing_the_token_is_refused() {
 
     // Cached per token, the echo is the plugin's business.
     let per_token = self::config("    cache: {tokenCacheType: Token}\n");
-    let response = run(
-        &per_token,
-        &request(IMAGE, Some(&token)),
-        &plugin,
-        &cache,
-        &Recorded::default(),
-    )
-    .unwrap();
+    let response = unaudited(&per_token, &request(IMAGE, Some(&token)), &plugin, &cache).unwrap();
     assert_eq!(password(&response), token);
 }
 
@@ -293,14 +282,7 @@ fn a_zero_duration_is_not_stored() {
     for (config, expires_at) in cases {
         let plugin = Scripted::new(answer("pw", CacheKeyType::Registry, expires_at));
         let cache = Memory::default();
-        let response = run(
-            &config,
-            &request(IMAGE, None),
-            &plugin,
-            &cache,
-            &Recorded::default(),
-        )
-        .unwrap();
+        let response = unaudited(&config, &request(IMAGE, None), &plugin, &cache).unwrap();
         assert_eq!(response["cacheDuration"], "0s");
         assert_eq!(password(&response), "pw");
         assert!(cache.stored().is_empty(), "{expires_at:?}");
@@ -336,7 +318,7 @@ fn a_fresh_answer_is_stored_under_its_identity_and_clock() {
     let plugin = Scripted::new(answer("pw", CacheKeyType::Registry, Some(NOW + 3600)));
     let cache = Memory::default();
     let request = request(IMAGE, Some(&token));
-    let response = run(&config, &request, &plugin, &cache, &Recorded::default()).unwrap();
+    let response = unaudited(&config, &request, &plugin, &cache).unwrap();
     assert_eq!(response["cacheKeyType"], "Registry");
     assert_eq!(response["cacheDuration"], "59m0s");
     let stored = cache.stored();
@@ -362,11 +344,11 @@ fn a_fresh_answer_is_stored_under_its_identity_and_clock() {
 
     // Another service account misses that entry and gets its own.
     let other = self::request(IMAGE, Some(&sa_token("team-b", "puller", "uid-8")));
-    run(&config, &other, &plugin, &cache, &Recorded::default()).unwrap();
+    unaudited(&config, &other, &plugin, &cache).unwrap();
     assert_eq!(plugin.calls.get(), 2);
     assert_eq!(cache.stored().len(), 2);
     // The same one hits it.
-    run(&config, &request, &plugin, &cache, &Recorded::default()).unwrap();
+    unaudited(&config, &request, &plugin, &cache).unwrap();
     assert_eq!(plugin.calls.get(), 2);
 }
 
@@ -397,12 +379,11 @@ fn an_unreadable_service_account_identity_is_not_cached() {
     let plugin = Scripted::new(answer("pw", CacheKeyType::Registry, None));
     let cache = Memory::default();
     for _ in 0..2 {
-        let response = run(
+        let response = unaudited(
             &config,
             &request(IMAGE, Some("opaque-token")),
             &plugin,
             &cache,
-            &Recorded::default(),
         )
         .unwrap();
         // The kubelet is still told how long it may keep the answer.
@@ -425,14 +406,7 @@ fn the_told_key_type_is_what_is_stored() {
     .unwrap();
     let plugin = Scripted::new(answer("pw", CacheKeyType::Global, None));
     let cache = Memory::default();
-    let response = run(
-        &config,
-        &request(IMAGE, None),
-        &plugin,
-        &cache,
-        &Recorded::default(),
-    )
-    .unwrap();
+    let response = unaudited(&config, &request(IMAGE, None), &plugin, &cache).unwrap();
     assert_eq!(response["cacheKeyType"], "Registry");
     assert_eq!(cache.stored()[0].key_kind, CacheKeyType::Registry);
 }
