@@ -112,3 +112,26 @@ fn other_world_and_garbage() {
     assert!(!ok);
     assert!(err.contains("no plugin in"), "{err}");
 }
+
+/// A component without a declaration (built without
+/// `declare_capabilities!`) can use nothing; inspect says so plainly
+/// instead of showing empty lists.
+#[test]
+fn a_missing_declaration_section_is_named() {
+    let (ok, out, err) = inspect(&[artifacts::OTHER_WORLD_COMPONENT]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("MISSING: the component carries no wcp-capabilities section"),
+        "{out}"
+    );
+    let (ok, json, err) = inspect(&[artifacts::OTHER_WORLD_COMPONENT, "--output", "json"]);
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["declarationSection"], false);
+    // A component with one is not flagged.
+    let (_, out, _) = inspect(&[artifacts::STATIC_PLUGIN]);
+    assert!(!out.contains("MISSING"), "{out}");
+    let (_, json, _) = inspect(&[artifacts::STATIC_PLUGIN, "--output", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["declarationSection"], true);
+}

@@ -31,6 +31,10 @@ struct Report {
     provider_api: Option<String>,
     exports: Vec<String>,
     imports: Vec<ImportReport>,
+    /// Whether the component carries a `wcp-capabilities` section at all:
+    /// without one it declares nothing and so can use nothing, which is
+    /// almost always a build that forgot `declare_capabilities!`.
+    declaration_section: bool,
     declared: DeclaredReport,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     plugins: Vec<GrantReport>,
@@ -87,6 +91,7 @@ pub fn run(wasm: &Path, config: Option<&Path>, output: Output) -> Result<()> {
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let (imports, exports) = top_level_names(&bytes)?;
     let declaration = declaration_section::declaration(&bytes)?;
+    let has_section = declaration_section::section(&bytes)?.is_some();
     let provider_api = exports
         .iter()
         .find_map(|e| e.strip_prefix(crate::runtime::wit::PROVIDER_EXPORT_PREFIX))
@@ -127,6 +132,7 @@ pub fn run(wasm: &Path, config: Option<&Path>, output: Output) -> Result<()> {
                 }
             })
             .collect(),
+        declaration_section: has_section,
         declared: declared_report(&declaration),
         plugins,
     };
@@ -248,6 +254,12 @@ fn print_table(r: &Report) {
     println!("exports         {}", list(&r.exports));
     println!();
     println!("DECLARED (by the component)");
+    if !r.declaration_section {
+        println!(
+            "  MISSING: the component carries no wcp-capabilities section, so it may use nothing \
+             (a provider built without wcp_guest_sdk::declare_capabilities!?)"
+        );
+    }
     println!("  outbound              {}", list(&r.declared.outbound));
     println!("  config keys           {}", list(&r.declared.config));
     println!("  env                   {}", list(&r.declared.env));

@@ -87,9 +87,19 @@ impl Declaration {
         check_count("outbound destinations", raw.outbound.len())?;
         check_count("config keys", raw.config.len())?;
         check_count("environment variables", raw.env.len())?;
+        let outbound = outbound::parse_declared(&raw.outbound)?;
+        let mut config = config_keys::parse_declared(raw.config)?;
+        // A destination taken from config value `<key>` is a read of that
+        // value: declaring `config:<key>` declares the key too, so a plugin
+        // does not have to say it twice (and cannot be told "not set" for a
+        // key the operator did set).
+        config.extend(outbound.iter().filter_map(|d| match d {
+            DeclaredDestination::FromConfig(key) => Some(key.clone()),
+            DeclaredDestination::Fixed(_) => None,
+        }));
         Ok(Self {
-            outbound: outbound::parse_declared(&raw.outbound)?,
-            config: config_keys::parse_declared(raw.config)?,
+            outbound,
+            config,
             env: env::parse_declared(raw.env)?,
             service_account_token: raw.service_account_token,
         })
@@ -246,6 +256,15 @@ mod tests {
             env: env.to_vec(),
             service_account_token,
         })
+    }
+
+    #[test]
+    fn a_config_destination_declares_its_key() {
+        let d = declaration(r#"{"outbound":["config:tokenEndpoint"],"config":["audience"]}"#);
+        assert_eq!(
+            d.config.iter().collect::<Vec<_>>(),
+            ["audience", "tokenEndpoint"]
+        );
     }
 
     #[test]
