@@ -383,3 +383,43 @@ fn unresolvable_name_fails_with_one_line() {
     assert!(line.contains("no-such-host.invalid"), "{line}");
     s.audit_has("dns_error");
 }
+
+/// The host names itself and the plugin to the upstream (vendors' audit
+/// logs see who called), unless the plugin sets its own `User-Agent`.
+#[test]
+fn outbound_requests_carry_the_host_user_agent_unless_the_plugin_sets_one() {
+    let s = Scenario::new();
+    let server = TestServer::http(|seen| {
+        let agent = seen
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+            .join("|");
+        Reply::text(200, &agent)
+    });
+    let grant = format!(
+        "    config: {{target: \"{}\"EXTRA}}\n    grants:\n      outbound: [\"http://{}\"]\n    cache: {{defaultDuration: 0s}}\n",
+        server.url("/"),
+        server.addr
+    );
+    let agent_of = |exec: &Exec| {
+        assert!(exec.success, "{exec:#?}");
+        let resp = support::strict::decode(&exec.stdout, V1).unwrap();
+        resp.auth["team.registry.io"].password.clone()
+    };
+    let exec = s.run(artifacts::HTTP_PROBE, &grant.replace("EXTRA", ""));
+    assert_eq!(
+        agent_of(&exec),
+        format!(
+            "wasm-credential-provider/{} (plugin hostile)",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    let exec = s.run(
+        artifacts::HTTP_PROBE,
+        &grant.replace("EXTRA", ", userAgent: \"vendor-provider/2.1\""),
+    );
+    assert_eq!(agent_of(&exec), "vendor-provider/2.1");
+}

@@ -148,6 +148,15 @@ impl WasiHttpHooks for OutboundHooks {
             }
             Err(_) => return Box::new(async { Err(HttpError::HttpRequestUriInvalid) }),
         }
+        // Vendors' audit logs (CloudTrail and the like) should see who
+        // called; a plugin that names itself keeps its own.
+        if !request.headers().contains_key(http::header::USER_AGENT)
+            && let Ok(value) = http::HeaderValue::from_str(&user_agent(&self.plugin))
+        {
+            request
+                .headers_mut()
+                .insert(http::header::USER_AGENT, value);
+        }
         tracing::debug!(plugin = %self.plugin, destination = %destination, "outbound request allowed");
         let target = connect::Target {
             plugin: self.plugin.clone(),
@@ -165,4 +174,14 @@ impl WasiHttpHooks for OutboundHooks {
         };
         Box::new(connect::send(target, request, slot))
     }
+}
+
+/// `wasm-credential-provider/<version> (plugin <name>)`. Plugin names are
+/// letters, digits, `-`, `_` and `.` (validated with the host config), so
+/// the value is always a valid header.
+fn user_agent(plugin: &str) -> String {
+    format!(
+        "wasm-credential-provider/{} (plugin {plugin})",
+        env!("CARGO_PKG_VERSION")
+    )
 }

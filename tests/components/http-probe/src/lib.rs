@@ -6,7 +6,8 @@
 //! For cache tests it also answers with the `cacheKeyType` named in config
 //! (`Image`, `Registry`, `Global`; default `Registry`), an expiry
 //! `expiresIn` seconds from now if set, and with `echoToken: true` the
-//! service-account token itself as the password.
+//! service-account token itself as the password. Config `userAgent` sets
+//! the first request's `User-Agent` itself.
 use std::time::{SystemTime, UNIX_EPOCH};
 use wcp_guest_sdk::{
     CacheKeyType, Credentials, Provider, ProviderError, Request, config, http, image,
@@ -18,8 +19,11 @@ impl Provider for Probe {
     fn get_credentials(request: Request) -> Result<Credentials, ProviderError> {
         let target = config::require("target")?;
         let follow = config::get("followRedirect").as_deref() == Some("true");
-        let mut response = http::Request::get(&target)
-            .max_body_bytes(256 << 20)
+        let mut first = http::Request::get(&target).max_body_bytes(256 << 20);
+        if let Some(agent) = config::get("userAgent") {
+            first = first.header("user-agent", agent);
+        }
+        let mut response = first
             .send()
             .map_err(|e| ProviderError::Upstream(format!("request to target failed: {e}")))?;
         if follow && (300..400).contains(&response.status) {
