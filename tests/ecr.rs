@@ -787,3 +787,28 @@ fn bench_ecr_release() {
         "({runs} interleaved rounds after one warm-up; columns: median, p95, ratio to native)"
     );
 }
+
+/// A plugin cannot tell "the kubelet sent no token" from "the operator did
+/// not grant it"; the host's failure line names the setting that fixes
+/// whichever it was, at the default log level.
+#[test]
+fn a_withheld_or_unsent_token_is_named_in_the_failure_line() {
+    let token = sa_token("puller", "uid-1");
+    let aws = FakeAws::start(&token, StsMode::Ok, 0);
+    let ws = Workspace::new();
+    let config = aws.config(&ws, &format!(", roleArn: \"{ROLE_ARN}\""), "");
+    let withheld = ws.write(
+        "withheld.yaml",
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("serviceAccountToken: true", "serviceAccountToken: false"),
+    );
+    let image = format!("{REGISTRY}/app");
+    let exec =
+        Provider::new(host_binary(), &withheld).exec(&RequestSpec::new(V1, &image).token(&token));
+    let line = exec.assert_clean_failure("set grants.serviceAccountToken: true for plugin \"ecr\"");
+    assert!(!line.contains(&token), "{line}");
+    let exec = Provider::new(host_binary(), &config).exec(&RequestSpec::new(V1, &image));
+    exec.assert_clean_failure("the kubelet sent none: set tokenAttributes");
+    assert!(aws.sts.seen().is_empty());
+}

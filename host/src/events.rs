@@ -202,13 +202,19 @@ impl Events {
 
 /// The failure line of a call that raised `events`: the call's error with
 /// the events appended as one clause, `... [host: destination_not_allowed
-/// ...]`, since a denial is usually why a plugin failed. The only place
-/// the events join an error.
-pub fn explain(err: anyhow::Error, events: &[Event]) -> anyhow::Error {
-    match summary(events) {
-        Some(summary) => anyhow::anyhow!("{err:#} {summary}"),
-        None => err,
+/// ...]`, since a denial is usually why a plugin failed, then why the
+/// plugin ran without the service-account token it declared, if it did.
+/// The only place these join an error.
+pub fn explain(err: anyhow::Error, events: &[Event], token_note: Option<&str>) -> anyhow::Error {
+    let mut line = match summary(events) {
+        Some(summary) => format!("{err:#} {summary}"),
+        None if token_note.is_none() => return err,
+        None => format!("{err:#}"),
+    };
+    if let Some(note) = token_note {
+        line.push_str(&format!(" ({note})"));
     }
+    anyhow::anyhow!(line)
 }
 
 /// The events as one clause for the failure line: `[host: ...]`.
@@ -306,11 +312,13 @@ mod tests {
         };
         let err = anyhow::anyhow!("upstream failure").context("plugin \"p\"");
         assert_eq!(
-            explain(err, &[denied.clone(), denied]).to_string(),
+            explain(err, &[denied.clone(), denied], None).to_string(),
             "plugin \"p\": upstream failure [host: destination_not_allowed https://x.io:443: not granted]"
         );
-        let plain = explain(anyhow::anyhow!("failed"), &[]);
+        let plain = explain(anyhow::anyhow!("failed"), &[], None);
         assert_eq!(format!("{plain:#}"), "failed");
+        let noted = explain(anyhow::anyhow!("failed"), &[], Some("no token sent"));
+        assert_eq!(noted.to_string(), "failed (no token sent)");
     }
 
     #[test]

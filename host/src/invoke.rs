@@ -38,6 +38,7 @@ pub fn invoke(
     let sandbox = Sandbox::resolve(plugin, &declaration, values, request, |name| {
         std::env::var(name).ok()
     });
+    let token_note = sandbox.token_note.clone();
     let tls = TlsClient::new(config.ca_bundle.clone());
     let proxy = ProxyPolicy::from_env(|name| std::env::var(name).ok())
         .context("invalid proxy settings in the environment")?;
@@ -81,6 +82,6 @@ pub fn invoke(
             }
             Ok(outcome)
         }
-        Err(err) => Err(events::explain(err, &raised)),
+        Err(err) => Err(events::explain(err, &raised, token_note.as_deref())),
     }
 }

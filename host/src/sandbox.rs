@@ -20,6 +20,10 @@ pub struct Sandbox {
     pub policy: Permissions,
     /// Hides the token and secret config values in anything logged.
     pub redactor: Redactor,
+    /// Why a plugin that declared the service-account token runs without
+    /// it, for its failure line: the plugin cannot tell the two causes
+    /// apart, and each is fixed in a different file.
+    pub token_note: Option<String>,
 }
 
 impl Sandbox {
@@ -74,24 +78,45 @@ impl Sandbox {
             policy.service_account_token.allowed(),
         ) {
             (Some(token), true) => Some(token.clone()),
-            (Some(_), false) => {
-                tracing::debug!(
-                    plugin = %name,
-                    declared = policy.service_account_token.declared(),
-                    granted = policy.service_account_token.granted(),
-                    "service-account token withheld: the plugin must declare it and grants.serviceAccountToken must be true"
-                );
-                None
-            }
-            (None, _) => None,
+            _ => None,
         };
+        let token_note = token_note(
+            name,
+            request.service_account_token.is_some(),
+            policy.service_account_token.declared(),
+            policy.service_account_token.granted(),
+        );
+        if let Some(note) = &token_note {
+            tracing::info!(plugin = %name, "{note}");
+        }
         Self {
             config,
             env,
             token,
             policy,
             redactor,
+            token_note,
         }
+    }
+}
+
+/// Why a plugin that declared the service-account token does not get it:
+/// the kubelet sent none (its provider entry has no `tokenAttributes`), or
+/// the operator did not grant it. `None` when it gets the token or never
+/// asked for it.
+fn token_note(plugin: &str, sent: bool, declared: bool, granted: bool) -> Option<String> {
+    match (declared, sent, granted) {
+        (false, _, _) | (true, true, true) => None,
+        (true, false, _) => Some(
+            "the plugin declares the service-account token but the kubelet sent none: \
+             set tokenAttributes (serviceAccountTokenAudience, cacheType) on this provider \
+             in the kubelet's CredentialProviderConfig"
+                .to_string(),
+        ),
+        (true, true, false) => Some(format!(
+            "the kubelet sent a service-account token but the host withheld it: \
+             set grants.serviceAccountToken: true for plugin {plugin:?} in the host config"
+        )),
     }
 }
 
@@ -113,6 +138,25 @@ fn names_a_secret(var: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_missing_token_names_the_setting_that_fixes_it() {
+        let note = |sent, declared, granted| super::token_note("p", sent, declared, granted);
+        assert!(note(false, true, true).unwrap().contains("tokenAttributes"));
+        assert!(
+            note(false, true, false)
+                .unwrap()
+                .contains("tokenAttributes")
+        );
+        assert!(
+            note(true, true, false)
+                .unwrap()
+                .contains("grants.serviceAccountToken: true for plugin \"p\"")
+        );
+        assert_eq!(note(true, true, true), None);
+        assert_eq!(note(true, false, true), None);
+        assert_eq!(note(false, false, false), None);
+    }
+
     #[test]
     fn credential_variables_are_secrets() {
         for var in [

@@ -160,6 +160,7 @@ async fn run_async(
         token,
         policy,
         redactor,
+        token_note: _,
     } = sandbox;
     let stdout = MemoryOutputPipe::new(CAPTURE_BYTES);
     let stderr = MemoryOutputPipe::new(CAPTURE_BYTES);
