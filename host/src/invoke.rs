@@ -3,8 +3,8 @@
 
 use crate::audit::AuditLog;
 use crate::events::{self, CallOutcome, Record};
-use crate::runtime::Artifacts;
 use crate::runtime::{self, CallReport, Outcome};
+use crate::runtime::{Artifacts, Traced};
 use crate::sandbox::Sandbox;
 use crate::tls::TlsClient;
 use crate::{declaration_section, module};
@@ -15,6 +15,13 @@ use wcp_core::image::registry_of;
 use wcp_core::protocol::Request;
 use wcp_core::proxy::ProxyPolicy;
 
+/// A plugin call's outcome and every outbound request it made (what
+/// `run` prints; the exec path needs only the outcome).
+pub struct Invocation {
+    pub outcome: Result<Outcome>,
+    pub outbound: Vec<Traced>,
+}
+
 /// Runs `plugin` for `request`. Denials raised during the call explain a
 /// failure in its error line and are always written to the audit log.
 pub fn invoke(
@@ -24,6 +31,18 @@ pub fn invoke(
     audit: &AuditLog,
     artifacts: &Artifacts<'_>,
 ) -> Result<Outcome> {
+    invoke_traced(config, plugin, request, audit, artifacts)?.outcome
+}
+
+/// [`invoke`], keeping the outbound trace. An error here means the call
+/// never started (config values, module, declaration, proxy settings).
+pub fn invoke_traced(
+    config: &HostConfig,
+    plugin: &PluginConfig,
+    request: &Request,
+    audit: &AuditLog,
+    artifacts: &Artifacts<'_>,
+) -> Result<Invocation> {
     let values = crate::config_file::resolve_values(plugin)?;
     crate::secrets::register_config_values(plugin, &values);
     let module = module::load(plugin)?;
@@ -57,6 +76,7 @@ pub fn invoke(
         outcome,
         provenance,
         events: raised,
+        outbound,
     } = runtime::run_plugin(call);
     let component = provenance.as_ref().map(|p| p.as_str());
     for event in &raised {
@@ -75,7 +95,7 @@ pub fn invoke(
         },
         component: component.as_deref(),
     });
-    match outcome {
+    let outcome = match outcome {
         Ok(outcome) => {
             for event in &raised {
                 tracing::warn!(plugin = %plugin.name, error.type = event.kind.as_str(), destination = %event.destination, "{}", event.detail);
@@ -83,5 +103,6 @@ pub fn invoke(
             Ok(outcome)
         }
         Err(err) => Err(events::explain(err, &raised, token_note.as_deref())),
-    }
+    };
+    Ok(Invocation { outcome, outbound })
 }

@@ -22,6 +22,7 @@ mod inspect;
 mod invoke;
 mod logging;
 mod module;
+mod run_cli;
 mod runtime;
 mod sandbox;
 mod secrets;
@@ -74,6 +75,18 @@ enum Command {
         #[arg(long, value_name = "SECONDS", hide = true)]
         time_limit: Option<u64>,
     },
+    /// Run one kubelet request through the host config given with
+    /// --config, always calling the plugin (the credential cache is
+    /// bypassed), and print what the kubelet would get plus every outbound
+    /// request the plugin made. Passwords are masked unless --show-secrets.
+    Run {
+        /// The CredentialProviderRequest (JSON); stdin if not given.
+        #[arg(long, value_name = "FILE")]
+        request: Option<PathBuf>,
+        /// Print passwords in the response instead of masking them.
+        #[arg(long)]
+        show_secrets: bool,
+    },
     /// The credential cache of the host config given with --config.
     Cache {
         #[command(subcommand)]
@@ -105,7 +118,7 @@ fn main() -> ExitCode {
             }),
             _,
         ) => inspect::run(&wasm, config.as_deref(), output),
-        (Some(Command::Cache { .. } | Command::Compile { .. }), None) => {
+        (Some(Command::Cache { .. } | Command::Compile { .. } | Command::Run { .. }), None) => {
             Err(anyhow::anyhow!("this command needs --config <FILE>"))
         }
         (Some(Command::Compile { plugin, time_limit }), Some(config)) => compile_cli::run(
@@ -125,6 +138,13 @@ fn main() -> ExitCode {
             }),
             Some(config),
         ) => cache_cli::purge(&config, plugin.as_deref()),
+        (
+            Some(Command::Run {
+                request,
+                show_secrets,
+            }),
+            Some(config),
+        ) => run_cli::run(&config, request.as_deref(), show_secrets),
         (None, Some(config)) => serve::serve(&config),
         (None, None) => unreachable!("clap requires --config without a subcommand"),
     };

@@ -48,7 +48,7 @@ pub fn serve(config_path: &Path) -> Result<()> {
 
 /// The real dependencies of one exec, opened on first use: an exec whose
 /// image no plugin matches creates no cache directory and no audit file.
-struct Host<'a> {
+pub struct Host<'a> {
     config: &'a HostConfig,
     config_path: &'a Path,
     audit: OnceCell<AuditLog>,
@@ -56,7 +56,7 @@ struct Host<'a> {
 }
 
 impl<'a> Host<'a> {
-    fn new(config: &'a HostConfig, config_path: &'a Path) -> Self {
+    pub fn new(config: &'a HostConfig, config_path: &'a Path) -> Self {
         Self {
             config,
             config_path,
@@ -65,13 +65,17 @@ impl<'a> Host<'a> {
         }
     }
 
-    fn audit(&self) -> &AuditLog {
+    pub fn config(&self) -> &HostConfig {
+        self.config
+    }
+
+    pub fn audit(&self) -> &AuditLog {
         self.audit
             .get_or_init(|| AuditLog::open(self.config.audit_log.as_deref()))
     }
 
     /// The cache directory; `None` (logged once) if it is unusable.
-    fn store(&self) -> Option<&CacheStore> {
+    pub fn store(&self) -> Option<&CacheStore> {
         self.store
             .get_or_init(|| {
                 CacheStore::open(&self.config.cache_directory, self.config.cache_max_entries)
@@ -142,7 +146,7 @@ pub fn secrets(plugin: &PluginConfig, request: &Request) -> Redactor {
     redactor
 }
 
-fn read_stdin() -> Result<Vec<u8>> {
+pub fn read_stdin() -> Result<Vec<u8>> {
     let mut input = Vec::new();
     std::io::stdin()
         .lock()

@@ -23,6 +23,8 @@ use failure::{deadline_text, describe_failure};
 use guest_log::{GuestLog, clean};
 use limiter::CallLimiter;
 use outbound::OutboundHooks;
+use outbound::trace::Trace;
+pub use outbound::trace::{Traced, Verdict};
 use state::PluginState;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,18 +82,26 @@ pub struct CallReport {
     pub provenance: Option<Provenance>,
     /// Denials and cut-offs raised during the call, in order.
     pub events: Vec<Event>,
+    /// Every outbound request of the call and what became of it.
+    pub outbound: Vec<Traced>,
 }
 
 /// Runs the call within its deadline and memory limit.
 pub fn run_plugin(call: Call<'_>) -> CallReport {
     let events = Events::default();
+    let trace = Trace::default();
     let mut provenance = None;
     let outcome = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => {
-            let outcome = runtime.block_on(run_async(call, events.clone(), &mut provenance));
+            let outcome = runtime.block_on(run_async(
+                call,
+                events.clone(),
+                trace.clone(),
+                &mut provenance,
+            ));
             // A name lookup that never answers sits in a blocking thread;
             // dropping the runtime would wait for it, past the deadline.
             // Leave it behind: the process exits right after the response.
@@ -104,12 +114,14 @@ pub fn run_plugin(call: Call<'_>) -> CallReport {
         outcome,
         provenance,
         events: events.take(),
+        outbound: trace.take(),
     }
 }
 
 async fn run_async(
     call: Call<'_>,
     events: Events,
+    trace: Trace,
     provenance: &mut Option<Provenance>,
 ) -> Result<Outcome> {
     let Call {
@@ -193,6 +205,7 @@ async fn run_async(
             proxy: Arc::new(proxy),
             proxy_resolution,
             flights: outbound::Flights::default(),
+            trace,
         },
         limits: CallLimiter::new(limits.memory_bytes),
         config,

@@ -11,6 +11,7 @@
 mod body;
 mod connect;
 mod flights;
+pub mod trace;
 
 use crate::events::{Event, EventKind, Events};
 use crate::tls::TlsClient;
@@ -22,6 +23,7 @@ use wcp_core::destination::Scheme;
 use wcp_core::proxy::{ProxyPolicy, ProxyResolution};
 
 pub use flights::Flights;
+use trace::{Trace, Verdict};
 
 /// Largest write the plugin may make to an outgoing body at once, and how
 /// many such chunks wait in the host for the connection: an unsent body
@@ -42,6 +44,8 @@ pub struct OutboundHooks {
     pub proxy_resolution: ProxyResolution,
     /// The call's bound on requests in flight and in total.
     pub flights: Flights,
+    /// Every request and what became of it.
+    pub trace: Trace,
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
@@ -100,6 +104,9 @@ impl WasiHttpHooks for OutboundHooks {
         };
         let port = uri.port_u16().unwrap_or(scheme.default_port());
         let destination = format!("{}://{}:{port}", scheme.as_str(), host);
+        let started = Instant::now();
+        let method = request.method().to_string();
+        let url = trace::url_of(&destination, &uri);
         // Every attempt counts, denied ones included: they raise events.
         let slot = match self.flights.start() {
             Ok(slot) => slot,
@@ -110,6 +117,8 @@ impl WasiHttpHooks for OutboundHooks {
                     address: None,
                     detail: limit.describe(),
                 });
+                let refused = Verdict::Refused(EventKind::OutboundLimit);
+                self.trace.push(&method, &url, refused, started);
                 return Box::new(async { Err(HttpError::ConnectionLimitReached) });
             }
         };
@@ -134,6 +143,8 @@ impl WasiHttpHooks for OutboundHooks {
                     self.plugin
                 ),
             });
+            let refused = Verdict::Refused(EventKind::DestinationNotAllowed);
+            self.trace.push(&method, &url, refused, started);
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         // `Host` names exactly what was checked: never the authority's
@@ -172,7 +183,16 @@ impl WasiHttpHooks for OutboundHooks {
             proxy: self.proxy.clone(),
             proxy_resolution: self.proxy_resolution,
         };
-        Box::new(connect::send(target, request, slot))
+        let trace = self.trace.clone();
+        Box::new(async move {
+            let result = connect::send(target, request, slot).await;
+            let verdict = match &result {
+                Ok((response, _)) => Verdict::Answered(response.status().as_u16()),
+                Err(error) => Verdict::Failed(format!("{error:?}")),
+            };
+            trace.push(&method, &url, verdict, started);
+            result
+        })
     }
 }
 
