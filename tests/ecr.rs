@@ -812,3 +812,50 @@ fn a_withheld_or_unsent_token_is_named_in_the_failure_line() {
     exec.assert_clean_failure("the kubelet sent none: set tokenAttributes");
     assert!(aws.sts.seen().is_empty());
 }
+
+/// 20 concurrent execs for 20 images of one registry and one identity
+/// while ECR throttles every call: the flight's holder makes its three
+/// attempts and the waiters share its failure instead of each making
+/// three more. The same run without sharing is the baseline.
+#[test]
+fn a_failed_flight_is_shared_with_the_execs_waiting_for_it() {
+    let token = sa_token("puller", "uid-1");
+    let burst = |share: bool| {
+        let aws = FakeAws::start(&token, StsMode::Ok, usize::MAX);
+        let ws = Workspace::new();
+        let mut config = aws.config(&ws, "", "");
+        if !share {
+            let text = std::fs::read_to_string(&config).unwrap();
+            config = ws.write(
+                "no-sharing.yaml",
+                format!("{text}    cache: {{shareFailuresFor: 0s}}\n"),
+            );
+        }
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let config = config.clone();
+                let request = sa_request(&format!("{REGISTRY}/team/app-{i}"), &token);
+                std::thread::spawn(move || Provider::new(host_binary(), &config).exec(&request))
+            })
+            .collect();
+        let execs: Vec<Exec> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let mut shared = 0;
+        for exec in &execs {
+            let line = exec.assert_clean_failure("ThrottlingException");
+            assert!(!line.contains(&token), "{line}");
+            shared += usize::from(line.contains("(shared: "));
+        }
+        let slowest = execs.iter().map(|e| e.elapsed).max().unwrap();
+        (aws.ecr.seen().len(), shared, slowest)
+    };
+    let (calls, shared, slowest) = burst(true);
+    let (baseline_calls, baseline_shared, baseline_slowest) = burst(false);
+    println!(
+        "20 concurrent execs, ECR always throttled: sharing {calls} ECR calls, {shared} shared failures, slowest exec {slowest:?}; \
+         without sharing {baseline_calls} calls, slowest {baseline_slowest:?}"
+    );
+    assert_eq!(calls, 3, "one flight's attempts");
+    assert_eq!(shared, 19);
+    assert_eq!(baseline_shared, 0);
+    assert!(baseline_calls > calls, "{baseline_calls}");
+}

@@ -24,6 +24,9 @@ pub struct CachePolicy {
     pub default_duration: Duration,
     /// Upper bound for every answer.
     pub max_duration: Duration,
+    /// How long a failed flight's line is shared with execs that wanted
+    /// the same answer (see [`crate::shared_failure`]); zero disables.
+    pub share_failures_for: Duration,
 }
 
 impl Default for CachePolicy {
@@ -32,6 +35,7 @@ impl Default for CachePolicy {
             token_cache_type: TokenCacheType::ServiceAccount,
             default_duration: DEFAULT_DURATION,
             max_duration: DEFAULT_MAX_DURATION,
+            share_failures_for: crate::shared_failure::DEFAULT_WINDOW,
         }
     }
 }

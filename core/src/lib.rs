@@ -26,4 +26,5 @@ pub mod protocol;
 pub mod proxy;
 pub mod redact;
 pub mod sa_token;
+pub mod shared_failure;
 pub mod token_echo;

@@ -17,10 +17,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use wcp_core::cache_entry::Entry;
 use wcp_core::cache_key::entry_id;
+use wcp_core::shared_failure::SharedFailure;
 
 const ENTRY_SUFFIX: &str = ".entry";
 const LOCK_SUFFIX: &str = ".lock";
 const TMP_SUFFIX: &str = ".tmp";
+const FAILURE_SUFFIX: &str = ".failure";
+/// Largest failure record read (`wcp_core::shared_failure` caps its line).
+const MAX_FAILURE_BYTES: u64 = 16 * 1024;
 /// Largest entry file read; real ones are a few KiB.
 const MAX_ENTRY_BYTES: u64 = 1024 * 1024;
 /// Temp files older than this are leftovers of a killed writer.
@@ -136,29 +140,50 @@ impl CacheStore {
     /// Stores `entry` atomically; then evicts if the cache is over its bound.
     pub fn put(&self, entry: &Entry, now: u64) -> Result<()> {
         let id = entry.id()?;
-        let tmp = format!(".{id}.{}.{}{TMP_SUFFIX}", std::process::id(), now);
+        self.write_atomic(&format!("{id}{ENTRY_SUFFIX}"), &entry.encode(), now)?;
+        self.evict(now);
+        Ok(())
+    }
+
+    /// The failure recorded for `flight`, if any (see
+    /// `wcp_core::shared_failure`); anything unreadable counts as none.
+    pub fn failure(&self, flight: &str) -> Option<SharedFailure> {
+        let name = format!("{flight}{FAILURE_SUFFIX}");
+        let bytes = self.read_ours(&name).ok().flatten()?;
+        if bytes.len() as u64 > MAX_FAILURE_BYTES {
+            return None;
+        }
+        SharedFailure::decode(&bytes)
+    }
+
+    /// Records the failure of `flight`, replacing an older one.
+    pub fn put_failure(&self, flight: &str, failure: &SharedFailure, now: u64) -> Result<()> {
+        self.write_atomic(&format!("{flight}{FAILURE_SUFFIX}"), &failure.encode(), now)
+    }
+
+    /// Writes `name` whole or not at all: temp file (0600), fsync, rename,
+    /// directory fsync.
+    fn write_atomic(&self, name: &str, bytes: &[u8], now: u64) -> Result<()> {
+        let tmp = format!(".{name}.{}.{}{TMP_SUFFIX}", std::process::id(), now);
         let mut options = OpenOptions::new();
         options.write(true).create_new(true).mode(0o600);
         let mut file = self
             .dir
             .open_with(&tmp, &options)
             .context("cannot create cache temp file")?;
-        let written = file
-            .write_all(&entry.encode())
-            .and_then(|()| file.sync_all());
+        let written = file.write_all(bytes).and_then(|()| file.sync_all());
         if let Err(e) = written {
             let _ = self.dir.remove_file(&tmp);
             return Err(e).context("cannot write cache entry");
         }
         drop(file);
         self.dir
-            .rename(&tmp, &self.dir, format!("{id}{ENTRY_SUFFIX}"))
+            .rename(&tmp, &self.dir, name)
             .context("cannot publish cache entry")?;
         // Make the rename durable before anyone relies on it.
         if let Ok(dir) = std::fs::File::open(&self.path) {
             let _ = dir.sync_all();
         }
-        self.evict(now);
         Ok(())
     }
 
@@ -207,6 +232,11 @@ impl CacheStore {
         for item in self.dir.entries()? {
             let name = item?.file_name();
             let Some(name) = name.to_str() else { continue };
+            if name.ends_with(FAILURE_SUFFIX) {
+                // After a purge (a rotated password), the next exec calls.
+                let _ = self.dir.remove_file(name);
+                continue;
+            }
             if !name.ends_with(ENTRY_SUFFIX) && !name.ends_with(TMP_SUFFIX) {
                 continue;
             }
@@ -238,6 +268,19 @@ impl CacheStore {
             let Some(name) = name.to_str().map(str::to_string) else {
                 continue;
             };
+            if name.ends_with(FAILURE_SUFFIX) {
+                // Failures are shared for seconds; a minute-old one is done.
+                let done = item
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.into_std().elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(60));
+                if done {
+                    let _ = self.dir.remove_file(&name);
+                }
+                continue;
+            }
             if name.ends_with(TMP_SUFFIX) {
                 let stale = item
                     .metadata()

@@ -20,6 +20,7 @@ use std::time::Instant;
 use wcp_core::cache_entry::Entry;
 use wcp_core::config::PluginConfig;
 use wcp_core::protocol::{MAX_REQUEST_BYTES, Request};
+use wcp_core::shared_failure::SharedFailure;
 
 /// Runs the request in `request_file` (stdin if `None`) against the host
 /// config at `config_path` and prints the report on stdout.
@@ -159,4 +160,10 @@ impl exec::CredentialCache for Bypass {
     fn lock(&self, _flight: &str, _deadline: Instant) -> Option<exec::Flight> {
         None
     }
+
+    fn failure(&self, _flight: &str) -> Option<SharedFailure> {
+        None
+    }
+
+    fn put_failure(&self, _flight: &str, _failure: &SharedFailure) {}
 }

@@ -19,6 +19,7 @@ use wcp_core::cache_entry::Entry;
 use wcp_core::config::{HostConfig, PluginConfig};
 use wcp_core::protocol::{MAX_REQUEST_BYTES, Request, Response};
 use wcp_core::redact::Redactor;
+use wcp_core::shared_failure::SharedFailure;
 
 /// Serves one kubelet request. Nothing is written to stdout unless a
 /// complete response exists.
@@ -113,6 +114,18 @@ impl exec::CredentialCache for Host<'_> {
     fn lock(&self, flight: &str, deadline: Instant) -> Option<exec::Flight> {
         let lock = self.store()?.lock(flight, deadline)?;
         Some(Box::new(lock))
+    }
+
+    fn failure(&self, flight: &str) -> Option<SharedFailure> {
+        self.store()?.failure(flight)
+    }
+
+    fn put_failure(&self, flight: &str, failure: &SharedFailure) {
+        if let Some(store) = self.store()
+            && let Err(e) = store.put_failure(flight, failure, SystemClock.now())
+        {
+            tracing::info!("could not record the failure for concurrent execs: {e:#}");
+        }
     }
 }
 

@@ -427,6 +427,27 @@ plugins:
         "apiVersion: wasm-credential-provider.io/v1alpha1\nkind: CredentialProviderHostConfig\n";
 
     #[test]
+    fn failures_are_shared_at_most_for_the_kubelet_retry_spacing() {
+        let with = |value: &str| {
+            GOOD.replace(
+                "    matchImages: [\"*.registry.io\"]\n",
+                &format!("    matchImages: [\"*.registry.io\"]\n    cache: {{shareFailuresFor: {value}}}\n"),
+            )
+        };
+        let cfg = HostConfig::parse(&with("3s"), Path::new("/")).unwrap();
+        assert_eq!(cfg.plugins[1].cache.share_failures_for.as_secs(), 3);
+        assert_eq!(
+            cfg.plugins[0].cache.share_failures_for,
+            crate::shared_failure::DEFAULT_WINDOW
+        );
+        let err = HostConfig::parse(&with("30s"), Path::new("/")).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("shareFailuresFor: 30s is longer than 10s"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
     fn every_problem_is_reported_with_its_path() {
         let text = format!(
             "{HEADER}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['x']\n    limits: {{timeout: 90s}}\n  - name: b\n    module: b.wasm\n    matchImages: ['x', 'y', '%zz']\n"

@@ -56,6 +56,8 @@ pub(super) struct RawPluginCache {
     pub default_duration: Option<String>,
     #[serde(default)]
     pub max_duration: Option<String>,
+    #[serde(default)]
+    pub share_failures_for: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

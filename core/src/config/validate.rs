@@ -234,6 +234,21 @@ fn cache(cache: RawPluginCache, at: &FieldPath, problems: &mut Problems) -> Cach
     {
         out.max_duration = d;
     }
+    if let Some(text) = cache.share_failures_for
+        && let Some(d) = problems.check(&at.at("shareFailuresFor"), parse_go_duration(&text))
+    {
+        if d > crate::shared_failure::MAX_WINDOW {
+            problems.push(
+                &at.at("shareFailuresFor"),
+                format!(
+                    "{text} is longer than {}s: a failure must not outlive the kubelet's own retry spacing (0s disables sharing)",
+                    crate::shared_failure::MAX_WINDOW.as_secs()
+                ),
+            );
+        } else {
+            out.share_failures_for = d;
+        }
+    }
     out
 }
 

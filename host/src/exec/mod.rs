@@ -20,6 +20,7 @@ use wcp_core::answer_scope::{AnswerScope, Narrowed};
 use wcp_core::cache_key::Partition;
 use wcp_core::config::{HostConfig, PluginConfig};
 use wcp_core::protocol::{CacheKeyType, Request, Response};
+use wcp_core::shared_failure::SharedFailure;
 
 /// Answers `request`. A request no plugin matches, or one the plugin has
 /// nothing for, gets an empty answer; every other failure is the exec's
@@ -44,22 +45,34 @@ pub fn respond(config: &HostConfig, request: &Request, deps: &Deps<'_>) -> Resul
     }
     // Miss: one process per (plugin, registry, identity) calls the plugin;
     // the others wait for its answer, then find it in the cache.
-    let _flight = match &exec.partition {
+    let held = match &exec.partition {
         Some(partition) => {
             let flight = partition.flight(&request.image)?;
             // Never past the exec budget: the call that follows is cut to
             // what remains (`budget::call_deadline`).
             let wait_until = (Instant::now() + plugin.limits.timeout + Duration::from_secs(2))
                 .min(crate::budget::started() + crate::budget::EXEC_BUDGET);
+            exec.shared_failure(&flight)?;
             let lock = deps.cache.lock(&flight, wait_until);
             if let Some(hit) = exec.cached()? {
                 return Ok(hit);
             }
-            lock
+            // The holder we waited for failed: its line, not another call.
+            exec.shared_failure(&flight)?;
+            lock.map(|lock| (lock, flight))
         }
         None => None,
     };
-    match deps.plugin.call(plugin, request)? {
+    let outcome = deps.plugin.call(plugin, request);
+    if let (Err(err), Some((_lock, flight))) = (&outcome, &held)
+        && !plugin.cache.share_failures_for.is_zero()
+    {
+        // Recorded while the lock is held, so every waiter sees it.
+        let line = crate::secrets::scrub(&format!("{err:#}")).into_owned();
+        deps.cache
+            .put_failure(flight, &SharedFailure::new(&line, deps.clock.now_ms()));
+    }
+    match outcome? {
         Outcome::Answer(answer) => exec.fresh(answer),
         Outcome::NoCredentials(why) => {
             tracing::warn!(plugin = %plugin.name, image = %request.image, "plugin has no credentials for the image: {why}");
@@ -92,6 +105,23 @@ struct Exec<'a> {
 }
 
 impl Exec<'_> {
+    /// Fails with the line of a flight that failed within the plugin's
+    /// `cache.shareFailuresFor`, if there is one.
+    fn shared_failure(&self, flight: &str) -> Result<()> {
+        let window = self.plugin.cache.share_failures_for;
+        if window.is_zero() {
+            return Ok(());
+        }
+        let now = self.deps.clock.now_ms();
+        match self.deps.cache.failure(flight) {
+            Some(failure) if failure.is_fresh(now, window) => {
+                tracing::info!(plugin = %self.plugin.name, "a concurrent exec's flight failed; sharing its failure instead of calling the plugin again");
+                Err(anyhow::anyhow!(failure.shared_line(now)))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The `cacheKeyType` the kubelet is told instead of `requested`,
     /// logged when it differs (see `wcp_core::answer_scope`).
     fn told(&self, requested: CacheKeyType, narrowed: Narrowed) -> CacheKeyType {

@@ -14,6 +14,7 @@ use std::time::Instant;
 use wcp_core::cache_entry::Entry;
 use wcp_core::config::PluginConfig;
 use wcp_core::protocol::Request;
+use wcp_core::shared_failure::SharedFailure;
 
 /// Runs the plugin for a request the cache could not answer.
 pub trait PluginCall {
@@ -36,12 +37,20 @@ pub trait CredentialCache {
     /// Waits until `deadline` for the flight lock `flight`; `None` if the
     /// deadline passed or there is no lock to take (the caller goes ahead).
     fn lock(&self, flight: &str, deadline: Instant) -> Option<Flight>;
+    /// The failure the last holder of `flight` recorded, fresh or not.
+    fn failure(&self, flight: &str) -> Option<SharedFailure>;
+    /// Records the holder's failure of `flight`; best effort.
+    fn put_failure(&self, flight: &str, failure: &SharedFailure);
 }
 
 /// Wall-clock time in Unix seconds (cache lifetimes are wall clock, shared
 /// across processes).
 pub trait Clock {
     fn now(&self) -> u64;
+    /// Unix milliseconds, for windows of a few seconds.
+    fn now_ms(&self) -> u64 {
+        self.now().saturating_mul(1000)
+    }
 }
 
 /// Where audit records go.
@@ -54,9 +63,13 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> u64 {
+        self.now_ms() / 1000
+    }
+
+    fn now_ms(&self) -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+            .map_or(0, |d| d.as_millis() as u64)
     }
 }
 

@@ -11,6 +11,7 @@ use wcp_core::answer::{Answer, AuthEntry};
 use wcp_core::cache_entry::Entry;
 use wcp_core::cache_key::{ServiceAccountKey, TokenCacheType, encode_key};
 use wcp_core::protocol::{ApiVersion, AuthConfig};
+use wcp_core::shared_failure::SharedFailure;
 
 const NOW: u64 = 1_700_000_000;
 const IMAGE: &str = "registry.io/team/app";
@@ -59,6 +60,8 @@ fn answer(password: &str, kind: CacheKeyType, expires_at: Option<u64>) -> Answer
 struct Scripted {
     answer: Answer,
     calls: Cell<usize>,
+    /// Calls that fail before the answer comes.
+    failing: Cell<usize>,
 }
 
 impl Scripted {
@@ -66,13 +69,23 @@ impl Scripted {
         Self {
             answer,
             calls: Cell::new(0),
+            failing: Cell::new(0),
         }
+    }
+
+    fn failing_first(self, calls: usize) -> Self {
+        self.failing.set(calls);
+        self
     }
 }
 
 impl PluginCall for Scripted {
     fn call(&self, _: &PluginConfig, _: &Request) -> Result<Outcome> {
         self.calls.set(self.calls.get() + 1);
+        if self.failing.get() > 0 {
+            self.failing.set(self.failing.get() - 1);
+            anyhow::bail!("plugin \"p\": upstream failure: STS answered 503");
+        }
         Ok(Outcome::Answer(self.answer.clone()))
     }
 }
@@ -85,6 +98,9 @@ struct Memory {
     asked: RefCell<Vec<Vec<u8>>>,
     locks: RefCell<Vec<String>>,
     on_lock: RefCell<Option<Entry>>,
+    failures: RefCell<BTreeMap<String, SharedFailure>>,
+    /// A failure the holder records while this exec waits.
+    on_lock_failure: RefCell<Option<SharedFailure>>,
 }
 
 impl Memory {
@@ -120,7 +136,20 @@ impl CredentialCache for Memory {
         if let Some(entry) = self.on_lock.borrow_mut().take() {
             self.insert(entry);
         }
+        if let Some(failure) = self.on_lock_failure.borrow_mut().take() {
+            self.put_failure(flight, &failure);
+        }
         Some(Box::new(()))
+    }
+
+    fn failure(&self, flight: &str) -> Option<SharedFailure> {
+        self.failures.borrow().get(flight).cloned()
+    }
+
+    fn put_failure(&self, flight: &str, failure: &SharedFailure) {
+        self.failures
+            .borrow_mut()
+            .insert(flight.to_string(), failure.clone());
     }
 }
 
@@ -144,6 +173,38 @@ impl Audit for Recorded {
 }
 
 /// One exec against the fakes; the response as the kubelet reads it.
+/// [`run`] at another time, in milliseconds after `NOW`.
+fn run_later(
+    config: &HostConfig,
+    request: &Request,
+    plugin: &Scripted,
+    cache: &Memory,
+    later_ms: u64,
+) -> Result<serde_json::Value> {
+    let clock = FixedMs(NOW * 1000 + later_ms);
+    let audit = Recorded::default();
+    let deps = Deps {
+        plugin,
+        cache,
+        clock: &clock,
+        audit: &audit,
+    };
+    let response = respond(config, request, &deps)?;
+    Ok(serde_json::from_slice(&response.encode()).unwrap())
+}
+
+struct FixedMs(u64);
+
+impl Clock for FixedMs {
+    fn now(&self) -> u64 {
+        self.0 / 1000
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.0
+    }
+}
+
 /// [`run`] with an audit log nobody reads.
 fn unaudited(
     config: &HostConfig,
@@ -409,4 +470,67 @@ fn the_told_key_type_is_what_is_stored() {
     let response = unaudited(&config, &request(IMAGE, None), &plugin, &cache).unwrap();
     assert_eq!(response["cacheKeyType"], "Registry");
     assert_eq!(cache.stored()[0].key_kind, CacheKeyType::Registry);
+}
+
+#[test]
+fn a_failed_flight_is_shared_until_its_window_ends() {
+    let config = config("");
+    let token = sa_token("ns", "puller", "uid-1");
+    let plugin =
+        Scripted::new(answer("pw", CacheKeyType::Registry, Some(NOW + 3600))).failing_first(1);
+    let cache = Memory::default();
+    let request = request(IMAGE, Some(&token));
+    let first = run_later(&config, &request, &plugin, &cache, 0).unwrap_err();
+    assert_eq!(
+        format!("{first:#}"),
+        "plugin \"p\": upstream failure: STS answered 503"
+    );
+    assert_eq!(cache.failures.borrow().len(), 1);
+    // Another image of the registry, 2.5 s later: the same line, shared,
+    // and no call.
+    let other = self::request("registry.io/team/other", Some(&token));
+    let shared = run_later(&config, &other, &plugin, &cache, 2_500).unwrap_err();
+    assert_eq!(
+        format!("{shared:#}"),
+        "plugin \"p\": upstream failure: STS answered 503 (shared: the same request by a concurrent exec failed 2.5s ago; not retried until the failure expires)"
+    );
+    assert_eq!(plugin.calls.get(), 1);
+    // After the default 5 s window the next exec calls and recovers.
+    let response = run_later(&config, &request, &plugin, &cache, 5_000).unwrap();
+    assert_eq!(password(&response), "pw");
+    assert_eq!(plugin.calls.get(), 2);
+}
+
+#[test]
+fn a_waiter_gets_the_failure_of_the_flight_it_waited_for() {
+    let config = config("");
+    let plugin = Scripted::new(answer("pw", CacheKeyType::Registry, None));
+    let cache = Memory::default();
+    *cache.on_lock_failure.borrow_mut() = Some(SharedFailure::new(
+        "plugin \"p\": upstream failure: 503",
+        NOW * 1000 + 100,
+    ));
+    let err = run_later(&config, &request(IMAGE, None), &plugin, &cache, 900).unwrap_err();
+    assert!(format!("{err:#}").contains("(shared: "), "{err:#}");
+    assert_eq!(plugin.calls.get(), 0);
+}
+
+#[test]
+fn failures_are_never_shared_across_identities_or_when_disabled() {
+    let config = config("");
+    let plugin = Scripted::new(answer("pw", CacheKeyType::Registry, None)).failing_first(1);
+    let cache = Memory::default();
+    let a = sa_token("ns", "a", "uid-a");
+    let b = sa_token("ns", "b", "uid-b");
+    assert!(run_later(&config, &request(IMAGE, Some(&a)), &plugin, &cache, 0).is_err());
+    let response = run_later(&config, &request(IMAGE, Some(&b)), &plugin, &cache, 100).unwrap();
+    assert_eq!(password(&response), "pw");
+    assert_eq!(plugin.calls.get(), 2);
+
+    let disabled = self::config("    cache: {shareFailuresFor: 0s}\n");
+    let plugin = Scripted::new(answer("pw", CacheKeyType::Registry, None)).failing_first(1);
+    let cache = Memory::default();
+    assert!(run_later(&disabled, &request(IMAGE, None), &plugin, &cache, 0).is_err());
+    assert!(cache.failures.borrow().is_empty());
+    assert!(run_later(&disabled, &request(IMAGE, None), &plugin, &cache, 100).is_ok());
 }
