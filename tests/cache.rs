@@ -390,3 +390,68 @@ fn list_and_purge() {
     s.password(&RequestSpec::new(V1, "a.registry.io/app"));
     assert_eq!(s.calls(), 3);
 }
+
+/// A flight's holder SIGKILLed mid-call leaves no answer and no failure:
+/// the kernel releases its lock and the exec waiting on it calls the plugin
+/// itself and succeeds, well before its own deadline.
+#[test]
+fn a_holder_killed_mid_flight_lets_the_waiter_call() {
+    use std::io::Write;
+    let ws = Workspace::new();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let server = TestServer::http(move |_| {
+        if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            // The holder's request never finishes.
+            Reply::Drip {
+                chunk: b"x".to_vec(),
+                interval: std::time::Duration::from_millis(200),
+            }
+        } else {
+            Reply::text(200, "after-the-kill")
+        }
+    });
+    let config = ws.config(&format!(
+        "  - name: probe\n    module: {}\n    matchImages: [\"*.registry.io\"]\n    config: {{target: \"{}\"}}\n    grants:\n      outbound: [\"http://{}\"]\n",
+        artifacts::HTTP_PROBE,
+        server.url("/"),
+        server.addr
+    ));
+    let request = RequestSpec::new(V1, "team.registry.io/app");
+    let mut holder = Command::new(host_binary())
+        .arg("--config")
+        .arg(&config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    holder
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&request.encode())
+        .unwrap();
+    let started = std::time::Instant::now();
+    while server.connections() == 0 {
+        assert!(started.elapsed().as_secs() < 20, "the holder never called");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let waiter = {
+        let config = config.clone();
+        let request = request.clone();
+        std::thread::spawn(move || Provider::new(host_binary(), &config).exec(&request))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let exec = waiter.join().unwrap();
+    assert!(exec.success, "{exec:#?}");
+    let resp = support::strict::decode(&exec.stdout, V1).unwrap();
+    assert_eq!(resp.auth["team.registry.io"].password, "after-the-kill");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    println!(
+        "waiter done {:?} after the holder started",
+        started.elapsed()
+    );
+}
