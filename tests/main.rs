@@ -16,5 +16,6 @@ mod exec;
 mod host_limits;
 mod hostile_text;
 mod inspect;
+mod metrics;
 mod run_cmd;
 mod sandbox;

@@ -50,6 +50,8 @@ impl AuditLog {
     /// Appends one record. Records hold no secrets by construction; any
     /// registered secret that slips into a string is redacted anyway.
     pub fn record(&self, record: &Record<'_>) {
+        // Counted whether or not an audit file is configured.
+        crate::metrics::observe(record);
         let Some(file) = &self.file else { return };
         let mut text = line(unix_time(), record);
         text.push('\n');

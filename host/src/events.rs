@@ -30,7 +30,14 @@ pub enum Record<'a> {
         key_kind: CacheKeyType,
         registry: &'a str,
         remaining_seconds: u64,
+        /// The answer came from a concurrent exec's flight this one waited
+        /// for (written only when true).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        after_flight: bool,
     },
+    /// An exec that failed with a concurrent exec's failure instead of
+    /// calling the plugin (see `wcp_core::shared_failure`).
+    SharedFailure { plugin: &'a str, registry: &'a str },
     /// One plugin call on a cache miss, whatever its outcome.
     PluginCall {
         plugin: &'a str,
@@ -256,6 +263,7 @@ mod tests {
             key_kind: CacheKeyType::Registry,
             registry: "r.io",
             remaining_seconds: 42,
+            after_flight: false,
         };
         assert_eq!(
             serde_json::to_value(&hit).unwrap(),

@@ -78,6 +78,7 @@ pub fn invoke_traced(
         events: raised,
         outbound,
     } = runtime::run_plugin(call);
+    crate::metrics::observe_outbound(&plugin.name, &outbound);
     let component = provenance.as_ref().map(|p| p.as_str());
     for event in &raised {
         audit.record(&Record::security(&plugin.name, event));

@@ -21,6 +21,7 @@ mod imports;
 mod inspect;
 mod invoke;
 mod logging;
+mod metrics;
 mod module;
 mod run_cli;
 mod runtime;

@@ -33,7 +33,14 @@ pub fn serve(config_path: &Path) -> Result<()> {
     let t_request = Instant::now();
     let config = crate::config_file::load(config_path)?;
     let t_config = Instant::now();
-    let response = respond(&config, config_path, &request)?;
+    let response = respond(&config, config_path, &request);
+    if let Some(dir) = &config.metrics_textfile_directory {
+        let plugin = config.select(&request.image).map(|p| p.name.as_str());
+        let answered = response.as_ref().ok().map(|r| !r.auth.is_empty());
+        crate::metrics::observe_exec(plugin, answered);
+        crate::metrics::flush(dir);
+    }
+    let response = response?;
     let t_respond = Instant::now();
     write_stdout(&response)?;
     let us = |a: Instant, b: Instant| b.saturating_duration_since(a).as_micros() as u64;

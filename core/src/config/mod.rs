@@ -36,6 +36,9 @@ pub struct HostConfig {
     pub ca_bundle: Option<PathBuf>,
     /// JSON-lines audit trail of plugin calls and denials (no secrets).
     pub audit_log: Option<PathBuf>,
+    /// Where the host keeps its Prometheus metrics file for node-exporter's
+    /// textfile collector; no metrics when unset.
+    pub metrics_textfile_directory: Option<PathBuf>,
     /// Where answers are cached across processes.
     pub cache_directory: PathBuf,
     /// Most entries the cache keeps.

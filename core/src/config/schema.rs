@@ -21,7 +21,17 @@ pub(super) struct RawHostConfig {
     pub cache: RawHostCache,
     #[serde(default)]
     pub proxy: RawProxy,
+    #[serde(default)]
+    pub metrics: RawMetrics,
     pub plugins: Vec<RawPlugin>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RawMetrics {
+    /// node-exporter's `--collector.textfile.directory`.
+    #[serde(default)]
+    pub textfile_directory: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]

@@ -83,6 +83,10 @@ pub(super) fn host_config(
     HostConfig {
         ca_bundle: raw.tls.ca_bundle.map(|p| resolved(base_dir, p)),
         audit_log: raw.audit_log.map(|p| resolved(base_dir, p)),
+        metrics_textfile_directory: raw
+            .metrics
+            .textfile_directory
+            .map(|p| resolved(base_dir, p)),
         cache_directory: raw.cache.directory.map_or_else(
             || PathBuf::from(DEFAULT_CACHE_DIRECTORY),
             |p| resolved(base_dir, p),

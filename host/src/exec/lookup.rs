@@ -12,8 +12,9 @@ impl Exec<'_> {
     /// registry, then global key (kubelet's order). An entry is served only
     /// if its auth keys are still within the plugin's images (the config
     /// may have changed since it was stored), with its `cacheKeyType`
-    /// narrowed as a fresh answer's would be.
-    pub(super) fn cached(&self) -> Result<Option<Response>> {
+    /// narrowed as a fresh answer's would be. `after_flight`: this exec
+    /// waited for another's flight (the hit is that flight's answer).
+    pub(super) fn cached(&self, after_flight: bool) -> Result<Option<Response>> {
         let Some(partition) = &self.partition else {
             return Ok(None);
         };
@@ -44,6 +45,7 @@ impl Exec<'_> {
                 key_kind: kind,
                 registry: registry_of(&request.image),
                 remaining_seconds: remaining,
+                after_flight,
             });
             return Ok(Some(response(
                 request.api_version,

@@ -13,6 +13,7 @@ mod tests;
 
 pub use seams::{Audit, Clock, CredentialCache, Deps, Flight, PluginCall, SystemClock};
 
+use crate::events::Record;
 use crate::runtime::Outcome;
 use anyhow::Result;
 use std::time::{Duration, Instant};
@@ -40,7 +41,7 @@ pub fn respond(config: &HostConfig, request: &Request, deps: &Deps<'_>) -> Resul
         partition: partition(plugin, request),
         deps,
     };
-    if let Some(hit) = exec.cached()? {
+    if let Some(hit) = exec.cached(false)? {
         return Ok(hit);
     }
     // Miss: one process per (plugin, registry, identity) calls the plugin;
@@ -54,7 +55,7 @@ pub fn respond(config: &HostConfig, request: &Request, deps: &Deps<'_>) -> Resul
                 .min(crate::budget::started() + crate::budget::EXEC_BUDGET);
             exec.shared_failure(&flight)?;
             let lock = deps.cache.lock(&flight, wait_until);
-            if let Some(hit) = exec.cached()? {
+            if let Some(hit) = exec.cached(true)? {
                 return Ok(hit);
             }
             // The holder we waited for failed: its line, not another call.
@@ -115,6 +116,10 @@ impl Exec<'_> {
         let now = self.deps.clock.now_ms();
         match self.deps.cache.failure(flight) {
             Some(failure) if failure.is_fresh(now, window) => {
+                self.deps.audit.record(&Record::SharedFailure {
+                    plugin: &self.plugin.name,
+                    registry: wcp_core::image::registry_of(&self.request.image),
+                });
                 tracing::info!(plugin = %self.plugin.name, "a concurrent exec's flight failed; sharing its failure instead of calling the plugin again");
                 Err(anyhow::anyhow!(failure.shared_line(now)))
             }
