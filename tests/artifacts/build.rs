@@ -99,6 +99,12 @@ const ARTIFACTS: &[Artifact] = &[
         doc: "`tests/components/undeclared-request`: hostile, requests a URL it did not declare.",
     },
     Artifact {
+        name: "DENIED_REQUEST",
+        workspace: "tests/components",
+        file: "wcp_test_denied_request.wasm",
+        doc: "`tests/components/denied-request`: sends config `method` with a `bodyBytes` body to `target` and names the HttpError kind it saw.",
+    },
+    Artifact {
         name: "ENV_PROBE",
         workspace: "tests/components",
         file: "wcp_test_env_probe.wasm",
