@@ -400,10 +400,20 @@ fn ungranted_destination_is_denied_for_get_and_post_alike() {
             ),
         );
         let line = exec.assert_clean_failure("the SDK returned HttpError::Denied");
-        assert!(line.contains("not granted"), "{method} {body_bytes}: {line}");
-        assert!(!line.contains("another error"), "{method} {body_bytes}: {line}");
+        assert!(
+            line.contains("not granted"),
+            "{method} {body_bytes}: {line}"
+        );
+        assert!(
+            !line.contains("another error"),
+            "{method} {body_bytes}: {line}"
+        );
         assert_eq!(server.connections(), 0);
         s.audit_has("destination_not_allowed");
-        report(&format!("ungranted {method} ({body_bytes} B)"), &exec, &line);
+        report(
+            &format!("ungranted {method} ({body_bytes} B)"),
+            &exec,
+            &line,
+        );
     }
 }

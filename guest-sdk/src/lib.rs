@@ -21,6 +21,8 @@
 //! }
 //!
 //! wcp_guest_sdk::export_provider!(Static);
+//! # const __WCP_CAPABILITIES: &[u8] = b"{}";
+//! # fn main() {}
 //! ```
 //!
 //! The helpers that do not touch the host ([`image`], [`jwt`],
@@ -38,7 +40,11 @@ pub mod image;
 pub mod jwt;
 pub mod log;
 mod provider;
+#[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+pub mod testing;
 
 #[doc(hidden)]
-pub use export::Export;
-pub use provider::{AuthEntry, CacheKeyType, Credentials, Provider, ProviderError, Request};
+pub use export::{Declared, Export};
+pub use provider::{
+    AuthEntry, CacheKeyType, Credentials, Provider, ProviderError, Request, unix_now,
+};
