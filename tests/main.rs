@@ -17,3 +17,4 @@ mod host_limits;
 mod hostile_text;
 mod inspect;
 mod sandbox;
+mod template;

@@ -39,6 +39,12 @@ const ARTIFACTS: &[Artifact] = &[
         doc: "`plugins/ecr`: AWS ECR tokens via STS web identity, static keys or IMDSv2, signed with SigV4.",
     },
     Artifact {
+        name: "TEMPLATE_PROVIDER",
+        workspace: "templates/provider",
+        file: "my_provider.wasm",
+        doc: "`templates/provider`: the provider template as shipped, an RFC 8693 token exchange of the service-account token.",
+    },
+    Artifact {
         name: "OTHER_WORLD_COMPONENT",
         workspace: "tests/components",
         file: "other-world.wasm",
