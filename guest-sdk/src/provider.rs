@@ -246,12 +246,13 @@ pub enum ProviderError {
     NoCredentials(String),
 }
 
+/// The same words as the host's failure line (`plugin "x": upstream failure: ...`).
 impl fmt::Display for ProviderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (kind, message) = match self {
             Self::Config(m) => ("configuration error", m),
             Self::Unauthorized(m) => ("unauthorized", m),
-            Self::Upstream(m) => ("upstream error", m),
+            Self::Upstream(m) => ("upstream failure", m),
             Self::NoCredentials(m) => ("no credentials", m),
         };
         write!(f, "{kind}: {message}")
@@ -407,7 +408,7 @@ mod tests {
         let cases = [
             (ProviderError::Config("c".into()), "configuration error: c"),
             (ProviderError::Unauthorized("u".into()), "unauthorized: u"),
-            (ProviderError::Upstream("x".into()), "upstream error: x"),
+            (ProviderError::Upstream("x".into()), "upstream failure: x"),
             (
                 ProviderError::NoCredentials("n".into()),
                 "no credentials: n",
