@@ -26,9 +26,15 @@
 //! ```
 //!
 //! The helpers that do not touch the host ([`image`], [`jwt`],
-//! [`basic_auth`], [`http::form_urlencode`]) also work natively, so they can
-//! be unit-tested with a plain `cargo test`; everything that calls the host
-//! panics outside a `wasm32` build.
+//! [`basic_auth`], [`http::form_urlencode`], [`http::oauth`]'s parsers) also
+//! work natively. With the `testing` feature, `testing::Harness` runs a
+//! whole provider natively (config map, scripted HTTP exchanges, collected
+//! log), so a plugin unit-tests its flow with a plain `cargo test`; outside
+//! a harness run, everything that calls the host panics in a native build.
+//!
+//! A plugin declares what it needs with [`declare_capabilities!`], which
+//! checks `capabilities.json` at compile time; [`export_provider!`] does not
+//! compile without it. Invoke both at the crate root.
 
 pub mod basic_auth;
 pub mod bindings;
