@@ -19,3 +19,4 @@ mod inspect;
 mod metrics;
 mod run_cmd;
 mod sandbox;
+mod template;

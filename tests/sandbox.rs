@@ -423,3 +423,37 @@ fn outbound_requests_carry_the_host_user_agent_unless_the_plugin_sets_one() {
     );
     assert_eq!(agent_of(&exec), "vendor-provider/2.1");
 }
+
+#[test]
+fn ungranted_destination_is_denied_for_get_and_post_alike() {
+    // Declared (config:target) but not granted: GET, an empty POST, a small
+    // POST and a POST body streamed in many writes must all come back to the
+    // plugin as HttpError::Denied, never as a body-write transport error.
+    for (method, body_bytes) in [("GET", 0), ("POST", 0), ("POST", 100), ("POST", 20_000)] {
+        let s = Scenario::new();
+        let server = TestServer::http(|_| Reply::text(200, "loot"));
+        let exec = s.run(
+            artifacts::DENIED_REQUEST,
+            &format!(
+                "    config: {{target: \"{}\", method: {method}, bodyBytes: \"{body_bytes}\"}}\n",
+                server.url("/token")
+            ),
+        );
+        let line = exec.assert_clean_failure("the SDK returned HttpError::Denied");
+        assert!(
+            line.contains("not granted"),
+            "{method} {body_bytes}: {line}"
+        );
+        assert!(
+            !line.contains("another error"),
+            "{method} {body_bytes}: {line}"
+        );
+        assert_eq!(server.connections(), 0);
+        s.audit_has("destination_not_allowed");
+        report(
+            &format!("ungranted {method} ({body_bytes} B)"),
+            &exec,
+            &line,
+        );
+    }
+}

@@ -32,12 +32,15 @@ pub struct SharedFailure {
     pub failed_at_ms: u64,
     /// The holder's failure line (already redacted and escaped).
     pub message: String,
+    /// A digest of the host config the holder ran with: an operator who
+    /// changes the config to fix the failure gets a fresh call at once.
+    pub settings: String,
 }
 
 impl SharedFailure {
     /// A record of `message`, cut to [`MAX_MESSAGE_BYTES`] on a character
     /// boundary.
-    pub fn new(message: &str, failed_at_ms: u64) -> Self {
+    pub fn new(message: &str, failed_at_ms: u64, settings: &str) -> Self {
         let mut end = message.len().min(MAX_MESSAGE_BYTES);
         while !message.is_char_boundary(end) {
             end -= 1;
@@ -45,14 +48,16 @@ impl SharedFailure {
         Self {
             failed_at_ms,
             message: message[..end].to_string(),
+            settings: settings.to_string(),
         }
     }
 
-    /// Whether the record still stands at `now_ms`. A record from the
-    /// future (a clock step back) stands no longer than the window either.
-    pub fn is_fresh(&self, now_ms: u64, window: Duration) -> bool {
+    /// Whether the record still stands at `now_ms` for an exec running
+    /// with `settings`. A record from the future (a clock step back) stands
+    /// no longer than the window either.
+    pub fn is_fresh(&self, now_ms: u64, window: Duration, settings: &str) -> bool {
         let window = window.as_millis() as u64;
-        now_ms.abs_diff(self.failed_at_ms) < window
+        self.settings == settings && now_ms.abs_diff(self.failed_at_ms) < window
     }
 
     /// The line an exec that shares this failure ends with.
@@ -80,15 +85,17 @@ mod tests {
 
     #[test]
     fn a_failure_is_shared_only_within_its_window() {
-        let f = SharedFailure::new("plugin \"ecr\": upstream failure: 503", 10_000);
+        let f = SharedFailure::new("plugin \"ecr\": upstream failure: 503", 10_000, "s1");
         let window = Duration::from_secs(5);
-        assert!(f.is_fresh(10_000, window));
-        assert!(f.is_fresh(14_999, window));
-        assert!(!f.is_fresh(15_000, window));
-        assert!(!f.is_fresh(10_000, Duration::ZERO));
+        assert!(f.is_fresh(10_000, window, "s1"));
+        assert!(f.is_fresh(14_999, window, "s1"));
+        assert!(!f.is_fresh(15_000, window, "s1"));
+        assert!(!f.is_fresh(10_000, Duration::ZERO, "s1"));
+        // A changed host config is a fresh start.
+        assert!(!f.is_fresh(10_000, window, "s2"));
         // A clock stepped back does not extend it.
-        assert!(f.is_fresh(6_000, window));
-        assert!(!f.is_fresh(4_000, window));
+        assert!(f.is_fresh(6_000, window, "s1"));
+        assert!(!f.is_fresh(4_000, window, "s1"));
         assert_eq!(
             f.shared_line(12_500),
             "plugin \"ecr\": upstream failure: 503 (shared: the same request by a concurrent exec failed 2.5s ago; not retried until the failure expires)"
@@ -98,7 +105,7 @@ mod tests {
     #[test]
     fn records_are_bounded_and_round_trip() {
         let long = "é".repeat(MAX_MESSAGE_BYTES);
-        let f = SharedFailure::new(&long, 1);
+        let f = SharedFailure::new(&long, 1, "s");
         assert!(f.message.len() <= MAX_MESSAGE_BYTES);
         assert_eq!(SharedFailure::decode(&f.encode()), Some(f));
         assert_eq!(SharedFailure::decode(b"{\"failedAtMs\":1}"), None);

@@ -13,7 +13,7 @@
 
 wit_bindgen::generate!({
     world: "plugin",
-    path: "../wit/since_v0.1.0",
+    path: "wit/since_v0.1.0",
     // The world imports wasi:http and its dependencies; without this,
     // wit-bindgen asks for a `with` mapping for every foreign interface.
     generate_all,

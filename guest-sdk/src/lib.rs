@@ -21,12 +21,20 @@
 //! }
 //!
 //! wcp_guest_sdk::export_provider!(Static);
+//! # const __WCP_CAPABILITIES: &[u8] = b"{}";
+//! # fn main() {}
 //! ```
 //!
 //! The helpers that do not touch the host ([`image`], [`jwt`],
-//! [`basic_auth`], [`http::form_urlencode`]) also work natively, so they can
-//! be unit-tested with a plain `cargo test`; everything that calls the host
-//! panics outside a `wasm32` build.
+//! [`basic_auth`], [`http::form_urlencode`], [`http::oauth`]'s parsers) also
+//! work natively. With the `testing` feature, `testing::Harness` runs a
+//! whole provider natively (config map, scripted HTTP exchanges, collected
+//! log), so a plugin unit-tests its flow with a plain `cargo test`; outside
+//! a harness run, everything that calls the host panics in a native build.
+//!
+//! A plugin declares what it needs with [`declare_capabilities!`], which
+//! checks `capabilities.json` at compile time; [`export_provider!`] does not
+//! compile without it. Invoke both at the crate root.
 
 pub mod basic_auth;
 pub mod bindings;
@@ -38,7 +46,11 @@ pub mod image;
 pub mod jwt;
 pub mod log;
 mod provider;
+#[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+pub mod testing;
 
 #[doc(hidden)]
-pub use export::Export;
-pub use provider::{AuthEntry, CacheKeyType, Credentials, Provider, ProviderError, Request};
+pub use export::{Declared, Export};
+pub use provider::{
+    AuthEntry, CacheKeyType, Credentials, Provider, ProviderError, Request, unix_now,
+};

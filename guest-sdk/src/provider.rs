@@ -28,6 +28,57 @@ pub struct Request {
     pub service_account_annotations: BTreeMap<String, String>,
 }
 
+impl Request {
+    /// A request for `image` without a service-account token (for tests).
+    pub fn new(image: impl Into<String>) -> Self {
+        Self {
+            image: image.into(),
+            service_account_token: None,
+            service_account_annotations: BTreeMap::new(),
+        }
+    }
+
+    /// Adds the pod's service-account token (for tests).
+    pub fn with_service_account_token(mut self, token: impl Into<String>) -> Self {
+        self.service_account_token = Some(token.into());
+        self
+    }
+
+    /// Adds one service-account annotation (for tests).
+    pub fn with_annotation(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.service_account_annotations
+            .insert(key.into(), value.into());
+        self
+    }
+
+    /// The pod's service-account token, or a [`ProviderError::Config`] that
+    /// names every setting it takes: `serviceAccountToken: true` in the
+    /// plugin's capabilities.json, the kubelet's `tokenAttributes` on the
+    /// provider entry, and the host's `grants.serviceAccountToken`.
+    pub fn require_service_account_token(&self) -> Result<&str, ProviderError> {
+        if let Some(token) = self
+            .service_account_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+        {
+            return Ok(token);
+        }
+        let declared = crate::capabilities::declared().map(|d| d.service_account_token);
+        Err(ProviderError::Config(missing_token_message(declared)))
+    }
+}
+
+/// Why there is no token; `declared` is the plugin's own declaration, if known.
+fn missing_token_message(declared: Option<bool>) -> String {
+    const BOTH: &str = "the kubelet sends one only when its CredentialProviderConfig entry sets tokenAttributes (serviceAccountTokenAudience), and the host passes it on only when the operator sets grants.serviceAccountToken: true for this plugin";
+    match declared {
+        Some(false) => format!(
+            "this plugin needs the pod's service-account token but does not declare \"serviceAccountToken\": true in its capabilities.json, so the host withholds it; also, {BOTH}"
+        ),
+        _ => format!("this plugin needs the pod's service-account token and got none: {BOTH}"),
+    }
+}
+
 impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Request")
@@ -153,6 +204,12 @@ impl Credentials {
         self.expires_at = Some(unix_seconds);
         self
     }
+
+    /// Sets the credential to expire `seconds` from now (e.g. a token
+    /// response's `expires_in`), so that no provider reads the clock itself.
+    pub fn expiring_in(self, seconds: u64) -> Self {
+        self.expiring_at(unix_now().saturating_add(seconds))
+    }
 }
 
 impl From<Credentials> for raw::Credentials {
@@ -189,12 +246,13 @@ pub enum ProviderError {
     NoCredentials(String),
 }
 
+/// The same words as the host's failure line (`plugin "x": upstream failure: ...`).
 impl fmt::Display for ProviderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (kind, message) = match self {
             Self::Config(m) => ("configuration error", m),
             Self::Unauthorized(m) => ("unauthorized", m),
-            Self::Upstream(m) => ("upstream error", m),
+            Self::Upstream(m) => ("upstream failure", m),
             Self::NoCredentials(m) => ("no credentials", m),
         };
         write!(f, "{kind}: {message}")
@@ -212,6 +270,14 @@ impl From<ProviderError> for raw::ProviderError {
             ProviderError::NoCredentials(m) => Self::NoCredentials(m),
         }
     }
+}
+
+/// Seconds since the Unix epoch by the host's wall clock (`wasi:clocks`);
+/// 0 if the clock is before the epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Stands in for a secret in `Debug` output.
@@ -253,6 +319,47 @@ mod tests {
         assert!(!debug.contains("secret-token"), "{debug}");
         assert!(debug.contains("Some(<redacted>)"), "{debug}");
         assert!(debug.contains("registry.io/team/app"), "{debug}");
+    }
+
+    #[test]
+    fn missing_token_names_both_settings() {
+        let request = Request::new("registry.io/app");
+        let Err(ProviderError::Config(m)) = request.require_service_account_token() else {
+            panic!("not a config error");
+        };
+        assert!(
+            m.contains("tokenAttributes") && m.contains("grants.serviceAccountToken"),
+            "{m}"
+        );
+        let m = missing_token_message(Some(false));
+        assert!(
+            m.contains("capabilities.json") && m.contains("tokenAttributes"),
+            "{m}"
+        );
+        let request = request.with_service_account_token("eyJ.t.s");
+        assert_eq!(request.require_service_account_token(), Ok("eyJ.t.s"));
+        assert!(
+            Request::new("r")
+                .with_service_account_token("")
+                .require_service_account_token()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn expiring_in_counts_from_now() {
+        let now = unix_now();
+        let at = Credentials::empty(CacheKeyType::Image)
+            .expiring_in(3600)
+            .expires_at
+            .unwrap();
+        assert!((now + 3600..=now + 3602).contains(&at), "{at} vs {now}");
+        assert_eq!(
+            Credentials::empty(CacheKeyType::Image)
+                .expiring_in(u64::MAX)
+                .expires_at,
+            Some(u64::MAX)
+        );
     }
 
     #[test]
@@ -301,7 +408,7 @@ mod tests {
         let cases = [
             (ProviderError::Config("c".into()), "configuration error: c"),
             (ProviderError::Unauthorized("u".into()), "unauthorized: u"),
-            (ProviderError::Upstream("x".into()), "upstream error: x"),
+            (ProviderError::Upstream("x".into()), "upstream failure: x"),
             (
                 ProviderError::NoCredentials("n".into()),
                 "no credentials: n",

@@ -103,7 +103,14 @@ pub fn invoke_traced(
             }
             Ok(outcome)
         }
-        Err(err) => Err(events::explain(err, &raised, token_note.as_deref())),
+        Err(err) => {
+            let line = events::explain(err, &raised, token_note.as_deref());
+            // Marked shareable only once the component was obtained.
+            Err(match provenance {
+                Some(_) => anyhow::Error::new(crate::exec::PluginFailed(line)),
+                None => line,
+            })
+        }
     };
     Ok(Invocation { outcome, outbound })
 }

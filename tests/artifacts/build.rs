@@ -39,6 +39,12 @@ const ARTIFACTS: &[Artifact] = &[
         doc: "`plugins/ecr`: AWS ECR tokens via STS web identity, static keys or IMDSv2, signed with SigV4.",
     },
     Artifact {
+        name: "TEMPLATE_PROVIDER",
+        workspace: "templates/provider",
+        file: "my_provider.wasm",
+        doc: "`templates/provider`: the provider template as shipped, an RFC 8693 token exchange of the service-account token.",
+    },
+    Artifact {
         name: "OTHER_WORLD_COMPONENT",
         workspace: "tests/components",
         file: "other-world.wasm",
@@ -97,6 +103,12 @@ const ARTIFACTS: &[Artifact] = &[
         workspace: "tests/components",
         file: "wcp_test_undeclared_request.wasm",
         doc: "`tests/components/undeclared-request`: hostile, requests a URL it did not declare.",
+    },
+    Artifact {
+        name: "DENIED_REQUEST",
+        workspace: "tests/components",
+        file: "wcp_test_denied_request.wasm",
+        doc: "`tests/components/denied-request`: sends config `method` with a `bodyBytes` body to `target` and names the HttpError kind it saw.",
     },
     Artifact {
         name: "ENV_PROBE",

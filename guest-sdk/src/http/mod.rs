@@ -27,9 +27,19 @@
 //! }
 //! ```
 
+// With the `testing` feature, native builds send through the harness.
+#[cfg_attr(
+    all(feature = "testing", not(target_arch = "wasm32")),
+    allow(dead_code)
+)]
 mod body;
-mod form;
-mod url;
+pub(crate) mod form;
+pub mod oauth;
+pub(crate) mod url;
+#[cfg_attr(
+    all(feature = "testing", not(target_arch = "wasm32")),
+    allow(dead_code)
+)]
 mod wasi;
 
 pub use form::form_urlencode;
@@ -141,6 +151,9 @@ impl Request {
     pub fn send(self) -> Result<Response, HttpError> {
         let body = self.body.map_err(HttpError::InvalidRequest)?;
         let headers = request_headers(self.method, self.headers, body.len())?;
+        #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+        return crate::testing::send(self.method, &self.url, headers, &body, self.max_body_bytes);
+        #[cfg(not(all(feature = "testing", not(target_arch = "wasm32"))))]
         wasi::send(self.method, &self.url, headers, &body, self.max_body_bytes)
     }
 
@@ -315,6 +328,13 @@ pub enum HttpError {
     Status { status: u16, body: String },
     /// The response body was not what the caller expected.
     Decode(String),
+    /// A token endpoint answered with an RFC 6749 §5.2 error body
+    /// (see [`oauth::send_token_request`]). A 400, 401 or 403 converts to
+    /// [`ProviderError::Unauthorized`], any other status to `Upstream`.
+    OAuth {
+        status: u16,
+        error: oauth::OAuthError,
+    },
 }
 
 impl fmt::Display for HttpError {
@@ -329,6 +349,13 @@ impl fmt::Display for HttpError {
             Self::Status { status, body } if body.is_empty() => write!(f, "HTTP status {status}"),
             Self::Status { status, body } => write!(f, "HTTP status {status}: {body}"),
             Self::Decode(m) => f.write_str(m),
+            Self::OAuth { status, error } if (400..500).contains(status) => write!(
+                f,
+                "the token endpoint refused the request (HTTP {status}): {error}"
+            ),
+            Self::OAuth { status, error } => {
+                write!(f, "the token endpoint failed (HTTP {status}): {error}")
+            }
         }
     }
 }
@@ -344,12 +371,17 @@ impl From<HttpError> for ProviderError {
         match error {
             HttpError::Status {
                 status: 401 | 403, ..
+            }
+            | HttpError::OAuth {
+                status: 400 | 401 | 403,
+                ..
             } => ProviderError::Unauthorized(message),
             HttpError::Denied(_) | HttpError::InvalidRequest(_) => ProviderError::Config(message),
             HttpError::Transport(_)
             | HttpError::BodyTooLarge { .. }
             | HttpError::Status { .. }
-            | HttpError::Decode(_) => ProviderError::Upstream(message),
+            | HttpError::Decode(_)
+            | HttpError::OAuth { .. } => ProviderError::Upstream(message),
         }
     }
 }

@@ -5,7 +5,7 @@ use super::HttpError;
 
 /// Where a request goes, as `wasi:http` wants it.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct Target<'a> {
+pub(crate) struct Target<'a> {
     pub https: bool,
     /// `host[:port]`
     pub authority: &'a str,
@@ -13,7 +13,7 @@ pub(super) struct Target<'a> {
     pub path_with_query: String,
 }
 
-pub(super) fn parse(url: &str) -> Result<Target<'_>, HttpError> {
+pub(crate) fn parse(url: &str) -> Result<Target<'_>, HttpError> {
     let invalid =
         |why: &str| HttpError::InvalidRequest(format!("invalid URL {:?}: {why}", redacted(url)));
     let (scheme, rest) = url
@@ -56,7 +56,7 @@ pub(super) fn parse(url: &str) -> Result<Target<'_>, HttpError> {
 
 /// The URL for messages: without its query and user info, which may carry
 /// secrets.
-pub(super) fn redacted(url: &str) -> String {
+pub(crate) fn redacted(url: &str) -> String {
     let url = url.split_once('?').map_or(url, |(before, _)| before);
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();

@@ -58,10 +58,20 @@ pub(super) fn send(
     // The body is written after `handle`: the host only drains the body
     // stream once the request is under way, so writing first could block.
     let future = outgoing_handler::handle(request, None).map_err(|code| failed("sending", code))?;
-    write_body(&outgoing_body, body)
-        .map_err(|e| transport(&destination, "writing the request body", e))?;
-    OutgoingBody::finish(outgoing_body, None)
-        .map_err(|code| failed("finishing the request body", code))?;
+    // A refused destination fails the future at once, and the body stream
+    // then closes under the writer: the future's answer is the real reason,
+    // so a body that cannot be sent is reported by what the future says.
+    if let Err(detail) = write_body(&outgoing_body, body) {
+        drop(outgoing_body);
+        return Err(denied_or(&future, &destination, || {
+            transport(&destination, "writing the request body", detail)
+        }));
+    }
+    if let Err(code) = OutgoingBody::finish(outgoing_body, None) {
+        return Err(denied_or(&future, &destination, || {
+            failed("finishing the request body", code)
+        }));
+    }
 
     let response = wait_for_response(&future).map_err(|e| match e {
         Wait::Code(code) => failed("waiting for the response", code),
@@ -173,6 +183,22 @@ fn wasi_method(method: Method) -> WasiMethod {
         Method::Put => WasiMethod::Put,
         Method::Patch => WasiMethod::Patch,
         Method::Delete => WasiMethod::Delete,
+    }
+}
+
+/// After the body could not be sent: [`HttpError::Denied`] if the host
+/// refused the destination, else `otherwise`. The body is gone (dropped
+/// unfinished, which aborts the request), so the future resolves promptly.
+fn denied_or(
+    future: &FutureIncomingResponse,
+    destination: &str,
+    otherwise: impl FnOnce() -> HttpError,
+) -> HttpError {
+    match wait_for_response(future) {
+        Err(Wait::Code(code @ ErrorCode::HttpRequestDenied)) => {
+            error_from_code(destination, "sending", &code)
+        }
+        _ => otherwise(),
     }
 }
 

@@ -39,6 +39,7 @@ pub fn respond(config: &HostConfig, request: &Request, deps: &Deps<'_>) -> Resul
         request,
         scope: AnswerScope::new(config, &plugin.name)?,
         partition: partition(plugin, request),
+        settings: settings_digest(config),
         deps,
     };
     if let Some(hit) = exec.cached(false)? {
@@ -67,11 +68,12 @@ pub fn respond(config: &HostConfig, request: &Request, deps: &Deps<'_>) -> Resul
     let outcome = deps.plugin.call(plugin, request);
     if let (Err(err), Some((_lock, flight))) = (&outcome, &held)
         && !plugin.cache.share_failures_for.is_zero()
+        && err.downcast_ref::<PluginFailed>().is_some()
     {
         // Recorded while the lock is held, so every waiter sees it.
         let line = crate::secrets::scrub(&format!("{err:#}")).into_owned();
-        deps.cache
-            .put_failure(flight, &SharedFailure::new(&line, deps.clock.now_ms()));
+        let failure = SharedFailure::new(&line, deps.clock.now_ms(), &exec.settings);
+        deps.cache.put_failure(flight, &failure);
     }
     match outcome? {
         Outcome::Answer(answer) => exec.fresh(answer),
@@ -81,6 +83,28 @@ pub fn respond(config: &HostConfig, request: &Request, deps: &Deps<'_>) -> Resul
         }
     }
 }
+
+/// The host config's fingerprint: its settings as `Debug` writes them
+/// (deterministic: maps are ordered), hashed.
+fn settings_digest(config: &HostConfig) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(format!("{config:?}").as_bytes())[..8])
+}
+
+/// A failure of the plugin's own call, after its component was obtained:
+/// the kind worth sharing with concurrent execs, since calling again would
+/// ask the same upstream. Failures before it (config values, the module,
+/// a first-use compile) have their own reporting and are not shared.
+#[derive(Debug)]
+pub struct PluginFailed(pub anyhow::Error);
+
+impl std::fmt::Display for PluginFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for PluginFailed {}
 
 /// The request's cache partition, or `None` when its service-account
 /// identity cannot be read (then nothing is looked up or stored).
@@ -102,6 +126,8 @@ struct Exec<'a> {
     /// The images the plugin may answer for.
     scope: AnswerScope<'a>,
     partition: Option<Partition>,
+    /// A digest of the whole host config, for shared failures.
+    settings: String,
     deps: &'a Deps<'a>,
 }
 
@@ -115,7 +141,7 @@ impl Exec<'_> {
         }
         let now = self.deps.clock.now_ms();
         match self.deps.cache.failure(flight) {
-            Some(failure) if failure.is_fresh(now, window) => {
+            Some(failure) if failure.is_fresh(now, window, &self.settings) => {
                 self.deps.audit.record(&Record::SharedFailure {
                     plugin: &self.plugin.name,
                     registry: wcp_core::image::registry_of(&self.request.image),

@@ -84,7 +84,9 @@ impl PluginCall for Scripted {
         self.calls.set(self.calls.get() + 1);
         if self.failing.get() > 0 {
             self.failing.set(self.failing.get() - 1);
-            anyhow::bail!("plugin \"p\": upstream failure: STS answered 503");
+            return Err(anyhow::Error::new(PluginFailed(anyhow::anyhow!(
+                "plugin \"p\": upstream failure: STS answered 503"
+            ))));
         }
         Ok(Outcome::Answer(self.answer.clone()))
     }
@@ -509,6 +511,7 @@ fn a_waiter_gets_the_failure_of_the_flight_it_waited_for() {
     *cache.on_lock_failure.borrow_mut() = Some(SharedFailure::new(
         "plugin \"p\": upstream failure: 503",
         NOW * 1000 + 100,
+        &super::settings_digest(&config),
     ));
     let err = run_later(&config, &request(IMAGE, None), &plugin, &cache, 900).unwrap_err();
     assert!(format!("{err:#}").contains("(shared: "), "{err:#}");
@@ -533,4 +536,36 @@ fn failures_are_never_shared_across_identities_or_when_disabled() {
     assert!(run_later(&disabled, &request(IMAGE, None), &plugin, &cache, 0).is_err());
     assert!(cache.failures.borrow().is_empty());
     assert!(run_later(&disabled, &request(IMAGE, None), &plugin, &cache, 100).is_ok());
+}
+
+#[test]
+fn a_failure_before_the_plugin_ran_or_under_other_settings_is_not_shared() {
+    struct Broken;
+    impl PluginCall for Broken {
+        fn call(&self, _: &PluginConfig, _: &Request) -> Result<Outcome> {
+            anyhow::bail!("plugin \"p\": the first-use compile of plugin \"p\" failed")
+        }
+    }
+    let config = config("");
+    let cache = Memory::default();
+    let deps = Deps {
+        plugin: &Broken,
+        cache: &cache,
+        clock: &Fixed(NOW),
+        audit: &Recorded::default(),
+    };
+    assert!(respond(&config, &request(IMAGE, None), &deps).is_err());
+    assert!(cache.failures.borrow().is_empty());
+
+    // A shared failure recorded under other settings (the operator has
+    // changed the config since) is not served.
+    let plugin = Scripted::new(answer("pw", CacheKeyType::Registry, None));
+    let cache = Memory::default();
+    *cache.on_lock_failure.borrow_mut() = Some(SharedFailure::new(
+        "plugin \"p\": upstream failure: 503",
+        NOW * 1000,
+        "settings-before-the-fix",
+    ));
+    let response = run_later(&config, &request(IMAGE, None), &plugin, &cache, 100).unwrap();
+    assert_eq!(password(&response), "pw");
 }

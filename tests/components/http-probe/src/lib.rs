@@ -8,7 +8,6 @@
 //! `expiresIn` seconds from now if set, and with `echoToken: true` the
 //! service-account token itself as the password. Config `userAgent` sets
 //! the first request's `User-Agent` itself.
-use std::time::{SystemTime, UNIX_EPOCH};
 use wcp_guest_sdk::{
     CacheKeyType, Credentials, Provider, ProviderError, Request, config, http, image,
 };
@@ -49,10 +48,7 @@ impl Provider for Probe {
             Credentials::registry(image::registry_of(&request.image), "probe", password)
                 .with_cache_key_type(kind);
         if let Some(secs) = config::get("expiresIn").and_then(|v| v.parse::<u64>().ok()) {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            credentials = credentials.expiring_at(now + secs);
+            credentials = credentials.expiring_in(secs);
         }
         Ok(credentials)
     }
