@@ -268,27 +268,23 @@ impl CacheStore {
             let Some(name) = name.to_str().map(str::to_string) else {
                 continue;
             };
-            if name.ends_with(FAILURE_SUFFIX) {
-                // Failures are shared for seconds; a minute-old one is done.
-                let done = item
+            // Failures are shared for seconds, so a minute-old one is done;
+            // temp files that old belong to a killed writer.
+            let max_age = if name.ends_with(FAILURE_SUFFIX) {
+                Some(Duration::from_secs(60))
+            } else if name.ends_with(TMP_SUFFIX) {
+                Some(STALE_TMP)
+            } else {
+                None
+            };
+            if let Some(max_age) = max_age {
+                let old = item
                     .metadata()
                     .ok()
                     .and_then(|m| m.modified().ok())
                     .and_then(|t| t.into_std().elapsed().ok())
-                    .is_some_and(|age| age > Duration::from_secs(60));
-                if done {
-                    let _ = self.dir.remove_file(&name);
-                }
-                continue;
-            }
-            if name.ends_with(TMP_SUFFIX) {
-                let stale = item
-                    .metadata()
-                    .ok()
-                    .and_then(|m| m.modified().ok())
-                    .and_then(|t| t.into_std().elapsed().ok())
-                    .is_some_and(|age| age > STALE_TMP);
-                if stale {
+                    .is_some_and(|age| age > max_age);
+                if old {
                     let _ = self.dir.remove_file(&name);
                 }
                 continue;
