@@ -20,14 +20,17 @@ pub fn list(config: &Path) -> Result<()> {
             Some(secs) => wcp_core::duration::format_go_seconds(secs),
             None => "expired".into(),
         };
+        // Entries hold what a plugin answered and a kubelet sent: escape
+        // control and bidi characters before they reach a terminal.
+        let esc = |text: &str| wcp_core::escape::escape_controls(text).into_owned();
         println!(
             "{:<20} {:<9} {:<40} {:<28} {:>12}  {}",
-            entry.plugin,
+            esc(&entry.plugin),
             format!("{:?}", entry.key_kind),
-            entry.registry,
-            entry.service_account.as_deref().unwrap_or("-"),
+            esc(&entry.registry),
+            esc(entry.service_account.as_deref().unwrap_or("-")),
             expires,
-            entry.auth.keys().cloned().collect::<Vec<_>>().join(",")
+            esc(&entry.auth.keys().cloned().collect::<Vec<_>>().join(","))
         );
     }
     Ok(())
