@@ -16,4 +16,5 @@ mod exec;
 mod host_limits;
 mod hostile_text;
 mod inspect;
+mod python;
 mod sandbox;

@@ -68,6 +68,8 @@ def main() -> None:
         check=True,
         cwd=HERE,
         stdout=sys.stderr,
+        # No __pycache__ beside the sources (it would be bundled next time).
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     component = partial.read_bytes()
     if not component.startswith(COMPONENT_PREAMBLE):
