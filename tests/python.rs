@@ -608,3 +608,23 @@ fn the_service_account_token_never_appears_in_logs_at_debug() {
     refusing.assert_no_problems();
     granting.assert_no_problems();
 }
+
+#[test]
+fn an_ungranted_token_endpoint_is_a_configuration_error() {
+    let token = sa_token("pod-1");
+    let endpoint = TokenEndpoint::start(vec![token.clone()], None, Answer::Token);
+    let ws = Workspace::new();
+    let config = host_config(&ws, &endpoint.ca, &endpoint.server, "");
+    // The operator granted another origin than the configured endpoint's.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("outbound: [\"{}\"]", endpoint.server.url("")),
+        "outbound: [\"https://127.0.0.1:1\"]",
+    );
+    std::fs::write(&config, text).unwrap();
+    let exec = Provider::new(host_binary(), &config)
+        .exec(&RequestSpec::new(V1, &format!("{REGISTRY}/app")).token(&token));
+    let line = exec.assert_clean_failure("configuration error");
+    println!("not granted: {line}");
+    assert!(line.contains("grants.outbound"), "{line}");
+    assert_eq!(endpoint.server.connections(), 0);
+}
