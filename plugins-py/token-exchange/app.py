@@ -59,7 +59,7 @@ class Provider(exports.Provider):
         answer = parse_json(body)
         if status >= 500:
             fail(ProviderError_Upstream, f"token endpoint answered {status}: {quote(body)}")
-        if status >= 400 or not 200 <= status < 300:
+        if not 200 <= status < 300:
             if isinstance(answer.get("error"), str):
                 why = answer["error"]
                 if isinstance(answer.get("error_description"), str):
