@@ -69,9 +69,9 @@ fn python() -> Result<PathBuf, String> {
     } else {
         Err(format!(
             "the Python provider tests need componentize-py, which is not installed: no \
-             WCP_PYTHON and no {}. Run `./scripts/setup.sh` (or `source scripts/setup.sh` \
-             before cargo test), which installs the pinned componentize-py into that venv, \
-             or set WCP_PYTHON to a python that has it",
+             WCP_PYTHON and no {}. `./scripts/test` installs the pinned version into that \
+             venv; before a plain cargo test run `source scripts/setup.sh && \
+             ensure_componentize_py`, or set WCP_PYTHON to a python that has it",
             python.display()
         ))
     }
@@ -96,7 +96,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Every file below `dir`, sorted.
+/// Every file below `dir` but documentation (`.md`) and `__pycache__`, sorted.
 fn files_below(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -104,7 +104,7 @@ fn files_below(dir: &Path, out: &mut Vec<PathBuf>) {
             if path.file_name().is_some_and(|n| n != "__pycache__") {
                 files_below(&path, out);
             }
-        } else {
+        } else if path.extension().is_none_or(|e| e != "md") {
             out.push(path);
         }
     }
