@@ -18,3 +18,25 @@ if ! python3 -c 'import prometheus_client' 2>/dev/null; then
     python3 -m pip install --quiet --user 'prometheus_client==0.26.0' >&2 \
         || python3 -m pip install --quiet --break-system-packages 'prometheus_client==0.26.0' >&2
 fi
+
+# componentize-py, which builds the Python provider (plugins-py/) that the
+# tests run: the pinned version, pip-installed into a venv outside the clone.
+# Only scripts that need it call this (scripts/test); it exports WCP_PYTHON,
+# the interpreter tests/python.rs builds the component with.
+COMPONENTIZE_PY_VERSION="0.25.1"
+export WCP_PY_VENV="${WCP_PY_VENV:-$HOME/.cache/wasm-credential-provider/py-venv}"
+ensure_componentize_py() {
+    local have
+    have="$("$WCP_PY_VENV/bin/componentize-py" --version 2>/dev/null || true)"
+    if [ "$have" != "componentize-py $COMPONENTIZE_PY_VERSION" ]; then
+        echo "==> installing componentize-py $COMPONENTIZE_PY_VERSION into $WCP_PY_VENV" >&2
+        if ! command -v python3 >/dev/null; then
+            echo "error: python3 (3.10 or later, with venv) is needed to build plugins-py/" >&2
+            return 1
+        fi
+        python3 -m venv "$WCP_PY_VENV" >&2
+        "$WCP_PY_VENV/bin/python" -m pip install --disable-pip-version-check --quiet \
+            "componentize-py==$COMPONENTIZE_PY_VERSION" >&2
+    fi
+    export WCP_PYTHON="$WCP_PY_VENV/bin/python"
+}

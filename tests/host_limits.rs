@@ -57,7 +57,7 @@ fn password(exec: &Exec) -> String {
 /// child's peak RSS (`ru_maxrss` of its children). Measured from the test
 /// process itself, the figure would start at the test process's own RSS:
 /// Linux carries a forking parent's high-water mark across `exec`.
-const PEAK_RSS_PROBE: &str = "import resource, subprocess, sys\n\
+pub(crate) const PEAK_RSS_PROBE: &str = "import resource, subprocess, sys\n\
 p = subprocess.run(sys.argv[2:])\n\
 open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n\
 sys.exit(p.returncode)\n";

@@ -18,5 +18,6 @@ mod hostile_text;
 mod inspect;
 mod metrics;
 mod run_cmd;
+mod python;
 mod sandbox;
 mod template;
