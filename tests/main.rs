@@ -17,7 +17,7 @@ mod host_limits;
 mod hostile_text;
 mod inspect;
 mod metrics;
-mod run_cmd;
 mod python;
+mod run_cmd;
 mod sandbox;
 mod template;
