@@ -8,6 +8,7 @@
 
 mod support;
 
+mod acr;
 mod answers;
 mod aot;
 mod cache;

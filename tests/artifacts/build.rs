@@ -39,6 +39,12 @@ const ARTIFACTS: &[Artifact] = &[
         doc: "`plugins/ecr`: AWS ECR tokens via STS web identity, static keys or IMDSv2, signed with SigV4.",
     },
     Artifact {
+        name: "ACR_PLUGIN",
+        workspace: "plugins",
+        file: "wcp_plugin_acr.wasm",
+        doc: "`plugins/acr`: Azure Container Registry refresh tokens via Entra ID (pod: federated client assertion; node: IMDS managed identity) and the login server's exchange.",
+    },
+    Artifact {
         name: "OTHER_WORLD_COMPONENT",
         workspace: "tests/components",
         file: "other-world.wasm",
