@@ -14,6 +14,7 @@ mod aot;
 mod cache;
 mod ecr;
 mod exec;
+mod gcp;
 mod host_limits;
 mod hostile_text;
 mod inspect;

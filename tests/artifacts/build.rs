@@ -45,6 +45,12 @@ const ARTIFACTS: &[Artifact] = &[
         doc: "`plugins/acr`: Azure Container Registry refresh tokens via Entra ID (pod: federated client assertion; node: IMDS managed identity) and the login server's exchange.",
     },
     Artifact {
+        name: "GCP_PLUGIN",
+        workspace: "plugins",
+        file: "wcp_plugin_gcp.wasm",
+        doc: "`plugins/gcp`: Google Artifact Registry / GCR tokens from the metadata server, or Google STS (workload identity), optionally impersonating a service account.",
+    },
+    Artifact {
         name: "OTHER_WORLD_COMPONENT",
         workspace: "tests/components",
         file: "other-world.wasm",
