@@ -166,7 +166,7 @@ impl FakeAzure {
                 ("client_id", CLIENT_ID),
                 ("grant_type", "client_credentials"),
                 ("client_assertion_type", ASSERTION_TYPE),
-                ("client_assertion", &expected),
+                ("client_assertion", expected.as_str()),
                 ("scope", SCOPE),
             ]);
             if fields != want {
