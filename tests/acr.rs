@@ -703,3 +703,52 @@ fn aadsts_error_is_one_clean_line_and_no_token_reaches_logs() {
     }
     azure.assert_no_problems();
 }
+
+/// Timings, not a test: runs only with `--ignored`. Interleaved rounds of a
+/// cold request (a new forwarded annotation each time, so Entra ID, the
+/// `/v2/` challenge and the exchange over TLS) and a cache hit, through the
+/// host in `WCP_BENCH_HOST` (default: the test build of the host), after
+/// one warm-up exec that compiles the component. Prints median and p95.
+#[test]
+#[ignore = "benchmark: cargo test ... --test all -- --ignored --nocapture acr::bench"]
+fn bench_acr() {
+    let host = std::env::var("WCP_BENCH_HOST").map_or_else(|_| host_binary(), PathBuf::from);
+    let runs: usize = std::env::var("WCP_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let token = sa_token("puller");
+    let azure = FakeAzure::start(&token, AadMode::Ok, 0);
+    let ws = Workspace::new();
+    let config = azure.config(&ws, "");
+    let provider = Provider::new(&host, &config);
+    let image = format!("{REGISTRY}/team/app");
+    credential(&provider.exec(&pod_request(&image, &token)));
+    let (mut cold, mut hit) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        let exec = provider
+            .exec(&pod_request(&image, &token).annotation("example.com/nonce", &i.to_string()));
+        credential(&exec);
+        cold.push(exec.elapsed);
+        let exec = provider.exec(&pod_request(&format!("{REGISTRY}/team/app-{i}"), &token));
+        credential(&exec);
+        hit.push(exec.elapsed);
+    }
+    azure.assert_no_problems();
+    let p95 = |mut v: Vec<Duration>| {
+        v.sort();
+        v[(v.len() - 1) * 95 / 100]
+    };
+    println!("\nACR through {}", host.display());
+    for (name, samples) in [
+        ("cold (Entra ID + /v2/ + exchange, TLS)", cold),
+        ("cache hit", hit),
+    ] {
+        println!(
+            "{name:<44} median {:>8.2}ms  p95 {:>8.2}ms",
+            median(samples.clone()).as_secs_f64() * 1000.0,
+            p95(samples).as_secs_f64() * 1000.0
+        );
+    }
+    println!("({runs} interleaved rounds after one warm-up)");
+}

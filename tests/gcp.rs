@@ -610,3 +610,52 @@ fn invalid_grant_is_one_clean_line_and_no_token_reaches_logs() {
     google.assert_no_problems();
     ok_google.assert_no_problems();
 }
+
+/// Timings, not a test: runs only with `--ignored`. Interleaved rounds of a
+/// cold request (a new forwarded annotation each time, so the STS exchange
+/// over TLS) and a cache hit, through the host in `WCP_BENCH_HOST`
+/// (default: the test build of the host), after one warm-up exec that
+/// compiles the component. Prints median and p95.
+#[test]
+#[ignore = "benchmark: cargo test ... --test all -- --ignored --nocapture gcp::bench"]
+fn bench_gcp() {
+    let host = std::env::var("WCP_BENCH_HOST").map_or_else(|_| host_binary(), PathBuf::from);
+    let runs: usize = std::env::var("WCP_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let token = sa_token("puller");
+    let google = FakeGoogle::start(&token, StsMode::Ok, 0, false);
+    let ws = Workspace::new();
+    let config = google.config(&ws, "");
+    let provider = Provider::new(&host, &config);
+    let image = format!("{REGISTRY}/my-proj/repo/app");
+    credential(&provider.exec(&pod_request(&image, &token)));
+    let (mut cold, mut hit) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        let exec = provider
+            .exec(&pod_request(&image, &token).annotation("example.com/nonce", &i.to_string()));
+        credential(&exec);
+        cold.push(exec.elapsed);
+        let exec = provider.exec(&pod_request(
+            &format!("{REGISTRY}/my-proj/repo/app-{i}"),
+            &token,
+        ));
+        credential(&exec);
+        hit.push(exec.elapsed);
+    }
+    google.assert_no_problems();
+    let p95 = |mut v: Vec<Duration>| {
+        v.sort();
+        v[(v.len() - 1) * 95 / 100]
+    };
+    println!("\nGCP through {}", host.display());
+    for (name, samples) in [("cold (STS exchange, TLS)", cold), ("cache hit", hit)] {
+        println!(
+            "{name:<44} median {:>8.2}ms  p95 {:>8.2}ms",
+            median(samples.clone()).as_secs_f64() * 1000.0,
+            p95(samples).as_secs_f64() * 1000.0
+        );
+    }
+    println!("({runs} interleaved rounds after one warm-up)");
+}
