@@ -8,11 +8,13 @@
 
 mod support;
 
+mod acr;
 mod answers;
 mod aot;
 mod cache;
 mod ecr;
 mod exec;
+mod gcp;
 mod host_limits;
 mod hostile_text;
 mod inspect;

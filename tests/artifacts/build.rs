@@ -45,6 +45,18 @@ const ARTIFACTS: &[Artifact] = &[
         doc: "`templates/provider`: the provider template as shipped, an RFC 8693 token exchange of the service-account token.",
     },
     Artifact {
+        name: "ACR_PLUGIN",
+        workspace: "plugins",
+        file: "wcp_plugin_acr.wasm",
+        doc: "`plugins/acr`: Azure Container Registry refresh tokens via Entra ID (pod: federated client assertion; node: IMDS managed identity) and the login server's exchange.",
+    },
+    Artifact {
+        name: "GCP_PLUGIN",
+        workspace: "plugins",
+        file: "wcp_plugin_gcp.wasm",
+        doc: "`plugins/gcp`: Google Artifact Registry / GCR tokens from the metadata server, or Google STS (workload identity), optionally impersonating a service account.",
+    },
+    Artifact {
         name: "OTHER_WORLD_COMPONENT",
         workspace: "tests/components",
         file: "other-world.wasm",
