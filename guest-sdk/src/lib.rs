@@ -42,12 +42,14 @@ pub mod capabilities;
 pub mod config;
 mod export;
 pub mod http;
+pub mod identity_policy;
 pub mod image;
 pub mod jwt;
 pub mod log;
 mod provider;
 #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
 pub mod testing;
+pub mod upstream_text;
 
 #[doc(hidden)]
 pub use export::{Declared, Export};

@@ -35,8 +35,8 @@
 //! `cargo test --manifest-path plugins/Cargo.toml -p wcp-plugin-acr --lib`.
 
 mod azure;
-mod policy;
-mod text;
+// Shared by the cloud providers, kept in the SDK.
+use wcp_guest_sdk::{identity_policy as policy, upstream_text as text};
 
 use azure::{Answer, Cloud};
 use policy::Chosen;

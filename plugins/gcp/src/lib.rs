@@ -27,8 +27,8 @@
 //! `cargo test --manifest-path plugins/Cargo.toml -p wcp-plugin-gcp --lib`.
 
 mod google;
-mod policy;
-mod text;
+// Shared by the cloud providers, kept in the SDK.
+use wcp_guest_sdk::{identity_policy as policy, upstream_text as text};
 
 use google::{Answer, Token};
 use policy::Chosen;
