@@ -22,6 +22,10 @@ struct Args {
     /// Cases as NAME=COMMAND (COMMAND split on spaces); the first is the baseline.
     #[arg(long = "case", required = true)]
     cases: Vec<String>,
+    /// A second baseline (a case name, e.g. the Go provider): the table gets
+    /// a column with each median's ratio to that case's median too.
+    #[arg(long = "ratio-to")]
+    ratio_to: Option<String>,
     /// Also run N copies of each case at once and report the total wall time.
     #[arg(long, default_value_t = 50)]
     concurrent: usize,
@@ -107,13 +111,23 @@ fn evict(path: &str) -> Result<()> {
 
 fn print_table(cases: &[Case], args: &Args, title: &str, with_concurrent: bool) -> Result<()> {
     let base = median(&cases[0].wall);
+    let second = match &args.ratio_to {
+        Some(name) => Some(
+            cases
+                .iter()
+                .find(|c| &c.name == name)
+                .with_context(|| format!("--ratio-to {name}: no case of that name"))?,
+        ),
+        None => None,
+    };
     println!("\n{title}");
     println!(
-        "{:<44} {:>10} {:>10} {:>8} {:>12} {:>16}",
+        "{:<44} {:>10} {:>10} {:>8} {:>8} {:>12} {:>16}",
         "case",
         "median",
         "p95",
         "ratio",
+        if second.is_some() { "vs ref" } else { "" },
         "peak RSS",
         format!("{}x concurrent", args.concurrent)
     );
@@ -131,19 +145,29 @@ fn print_table(cases: &[Case], args: &Args, title: &str, with_concurrent: bool) 
             "-".to_string()
         };
         let med = median(&case.wall);
+        let vs_second = match second {
+            Some(s) => format!("{:.2}x", med.as_secs_f64() / median(&s.wall).as_secs_f64()),
+            None => String::new(),
+        };
         println!(
-            "{:<44} {:>8.2}ms {:>8.2}ms {:>7.2}x {:>8} KiB {:>16}",
+            "{:<44} {:>8.2}ms {:>8.2}ms {:>7.2}x {:>8} {:>8} KiB {:>16}",
             case.name,
             ms(med),
             ms(percentile(&case.wall, 95)),
             med.as_secs_f64() / base.as_secs_f64(),
+            vs_second,
             median_i64(&case.rss_kib),
             concurrent,
         );
     }
     println!(
-        "({} interleaved execs per case after one warm-up round; ratio = median / median of '{}')",
-        args.runs, cases[0].name
+        "({} interleaved execs per case after one warm-up round; ratio = median / median of '{}'{})",
+        args.runs,
+        cases[0].name,
+        match second {
+            Some(s) => format!("; vs ref = median / median of '{}'", s.name),
+            None => String::new(),
+        }
     );
     Ok(())
 }

@@ -1,0 +1,3 @@
+module wcp-bench/go-provider
+
+go 1.19
