@@ -23,3 +23,4 @@ mod python;
 mod run_cmd;
 mod sandbox;
 mod template;
+mod trust_roots;

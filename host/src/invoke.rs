@@ -58,7 +58,7 @@ pub fn invoke_traced(
         std::env::var(name).ok()
     });
     let token_note = sandbox.token_note.clone();
-    let tls = TlsClient::new(config.ca_bundle.clone());
+    let tls = TlsClient::new(config.ca_bundle.clone()).with_snapshot_in(artifacts.cache);
     let proxy = ProxyPolicy::from_env(|name| std::env::var(name).ok())
         .context("invalid proxy settings in the environment")?;
     let started = Instant::now();

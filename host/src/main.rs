@@ -29,6 +29,7 @@ mod sandbox;
 mod secrets;
 mod serve;
 mod tls;
+mod trust_roots;
 
 use clap::Parser;
 use std::path::PathBuf;
