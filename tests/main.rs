@@ -22,5 +22,6 @@ mod metrics;
 mod python;
 mod run_cmd;
 mod sandbox;
+mod stamps;
 mod template;
 mod trust_roots;

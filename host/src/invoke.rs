@@ -45,7 +45,10 @@ pub fn invoke_traced(
 ) -> Result<Invocation> {
     let values = crate::config_file::resolve_values(plugin)?;
     crate::secrets::register_config_values(plugin, &values);
-    let module = module::load(plugin)?;
+    let stamps = artifacts
+        .cache
+        .and_then(|c| crate::stamp::Stamps::open(c).ok());
+    let module = module::load_stamped(plugin, stamps.as_ref())?;
     tracing::debug!(plugin = %plugin.name, sha256 = %module.sha256, "module verified");
     let declaration = declaration_section::declaration(&module.bytes).with_context(|| {
         format!(

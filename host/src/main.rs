@@ -28,6 +28,7 @@ mod runtime;
 mod sandbox;
 mod secrets;
 mod serve;
+mod stamp;
 mod tls;
 mod trust_roots;
 

@@ -72,7 +72,7 @@ impl CacheStore {
 /// The OS trust anchors, from the snapshot in `cache` when it is valid for
 /// the store as it is now, else parsed (and the snapshot rewritten).
 pub fn os_roots(cache: Option<&CacheStore>) -> (Vec<TrustAnchor<'static>>, Source) {
-    let fingerprint = fingerprint(&paths());
+    let (fingerprint, settled) = fingerprint(&paths());
     let key = cache.and_then(|c| crate::artifact::host_key(c.dir(), c.uid()).ok());
     if let (Some(cache), Some(key)) = (cache, key.as_ref()) {
         match read(cache, key, &fingerprint) {
@@ -82,7 +82,11 @@ pub fn os_roots(cache: Option<&CacheStore>) -> (Vec<TrustAnchor<'static>>, Sourc
         }
     }
     let anchors = parse();
-    if let (Some(cache), Some(key)) = (cache, key.as_ref())
+    // A store changed within the kernel's timestamp tick could change again
+    // without changing its fingerprint: snapshot it only once settled
+    // (`stamp::SETTLED`, the same rule as the module stamps).
+    if settled
+        && let (Some(cache), Some(key)) = (cache, key.as_ref())
         && let Err(e) = write(cache, key, &fingerprint, &anchors)
     {
         tracing::debug!(error = %format!("{e:#}"), "cannot write the trust-roots snapshot");
@@ -109,9 +113,15 @@ fn paths() -> (Option<PathBuf>, Vec<PathBuf>) {
     (probe.cert_file, probe.cert_dir)
 }
 
-/// SHA-256 over the identity of everything the loader would read.
-fn fingerprint((file, dirs): &(Option<PathBuf>, Vec<PathBuf>)) -> [u8; 32] {
+/// SHA-256 over the identity of everything the loader would read, and
+/// whether all of it last changed at least `stamp::SETTLED` ago.
+fn fingerprint((file, dirs): &(Option<PathBuf>, Vec<PathBuf>)) -> ([u8; 32], bool) {
     let mut hasher = Sha256::new();
+    let settled_before = SystemTime::now()
+        .checked_sub(crate::stamp::SETTLED)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    let mut settled = true;
     let mut stat = |path: &Path, meta: Option<std::fs::Metadata>| {
         use std::os::unix::ffi::OsStrExt;
         use std::os::unix::fs::MetadataExt as _;
@@ -119,6 +129,7 @@ fn fingerprint((file, dirs): &(Option<PathBuf>, Vec<PathBuf>)) -> [u8; 32] {
         hasher.update(path.as_os_str().as_bytes());
         match meta {
             Some(m) => {
+                settled &= Duration::new(m.ctime() as u64, m.ctime_nsec() as u32) < settled_before;
                 for n in [
                     m.dev(),
                     m.ino(),
@@ -149,7 +160,7 @@ fn fingerprint((file, dirs): &(Option<PathBuf>, Vec<PathBuf>)) -> [u8; 32] {
             stat(&path, meta);
         }
     }
-    hasher.finalize().into()
+    (hasher.finalize().into(), settled)
 }
 
 /// Parses the OS store as `rustls-native-certs` loads it; a certificate
@@ -305,13 +316,14 @@ mod tests {
         std::fs::write(dir.join("a.pem"), "a").unwrap();
         std::fs::write(dir.join("b.pem"), "b").unwrap();
         let paths = (None, vec![dir.clone()]);
-        let first = fingerprint(&paths);
-        assert_eq!(first, fingerprint(&paths), "stable while nothing changes");
+        let first = fingerprint(&paths).0;
+        assert_eq!(first, fingerprint(&paths).0, "stable while nothing changes");
         std::fs::write(dir.join("b.pem"), "B").unwrap();
-        let rewritten = fingerprint(&paths);
+        let rewritten = fingerprint(&paths).0;
         assert_ne!(first, rewritten, "a rewritten entry");
         std::fs::remove_file(dir.join("a.pem")).unwrap();
-        assert_ne!(rewritten, fingerprint(&paths), "a removed entry");
+        assert_ne!(rewritten, fingerprint(&paths).0, "a removed entry");
+        assert!(!fingerprint(&paths).1, "just changed: not settled");
     }
 
     #[test]
@@ -323,9 +335,9 @@ mod tests {
         std::fs::write(&target, "x").unwrap();
         std::os::unix::fs::symlink(&target, dir.join("1234abcd.0")).unwrap();
         let paths = (None, vec![dir.clone()]);
-        let before = fingerprint(&paths);
+        let before = fingerprint(&paths).0;
         // The target goes; the directory itself is untouched.
         std::fs::remove_file(&target).unwrap();
-        assert_ne!(before, fingerprint(&paths));
+        assert_ne!(before, fingerprint(&paths).0);
     }
 }
