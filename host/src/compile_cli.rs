@@ -53,7 +53,7 @@ pub fn run(config_path: &Path, plugin: Option<&str>, time_limit: Option<Duration
     let engine = runtime::engine::new()?;
     let store = ArtifactStore::open(cache.dir(), cache.uid())?;
     for plugin in plugins {
-        let module = module::load(plugin)?;
+        let module = module::load_stamped(plugin, None)?;
         match store.load(&engine, &module.sha256) {
             Ok(Some(_)) => {
                 println!("{}: up to date ({})", plugin.name, module.sha256);

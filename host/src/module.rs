@@ -17,11 +17,6 @@ pub struct VerifiedModule {
     pub sha256: String,
 }
 
-/// Reads and verifies the module of `plugin`.
-pub fn load(plugin: &PluginConfig) -> Result<VerifiedModule> {
-    load_stamped(plugin, None)
-}
-
 /// Reads and verifies the module of `plugin`; with `stamps`, the digest of
 /// a file unchanged since an earlier exec hashed it is taken from its
 /// stamp instead of hashing it again (`crate::stamp`).
