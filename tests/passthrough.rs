@@ -32,7 +32,8 @@ fn the_token_is_the_password_cached_per_token() {
     // the other's from the cache.
     for nonce in ["pod-1", "pod-2", "pod-1"] {
         let token = token(nonce);
-        let exec = provider.exec(&RequestSpec::new(V1, "harbor.example.com/team/app").token(&token));
+        let exec =
+            provider.exec(&RequestSpec::new(V1, "harbor.example.com/team/app").token(&token));
         assert!(exec.success, "{exec:#?}");
         let resp = support::strict::decode(&exec.stdout, V1).unwrap();
         let auth = &resp.auth["harbor.example.com"];
@@ -69,7 +70,11 @@ fn it_declares_no_network() {
         .args(["inspect", artifacts::PASSTHROUGH_PLUGIN, "--output", "json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let declared = &report["declared"];
     assert_eq!(declared["outbound"], serde_json::json!([]), "{report:#}");

@@ -146,13 +146,20 @@ fn an_expired_token_is_one_clean_line_and_no_secret_reaches_logs() {
             ("audit log", audit.as_str()),
         ] {
             for secret in [expired.as_str(), good.as_str(), auth.password.as_str()] {
-                assert!(!text.contains(secret), "{vendor:?}: a secret in the {what}: {text}");
+                assert!(
+                    !text.contains(secret),
+                    "{vendor:?}: a secret in the {what}: {text}"
+                );
             }
             // Nor the token's signature part on its own.
             let signature = good.rsplit('.').next().unwrap();
             assert!(!text.contains(signature), "{vendor:?}: {what}");
         }
-        assert!(ok.stderr.contains("DEBUG"), "debug logging is on: {}", ok.stderr);
+        assert!(
+            ok.stderr.contains("DEBUG"),
+            "debug logging is on: {}",
+            ok.stderr
+        );
         fake.assert_no_problems();
     }
 }
@@ -162,11 +169,20 @@ fn a_bad_pointer_or_unknown_key_is_refused_at_load_naming_its_line() {
     let ca = TestCa::new();
     let fake = FakeExchange::start(&ca, Vendor::Jfrog);
     let cases = [
-        (", passwordPointer: access_token", "passwordPointer: expected a JSON pointer"),
+        (
+            ", passwordPointer: access_token",
+            "passwordPointer: expected a JSON pointer",
+        ),
         (", endpiont: x", "endpiont: unknown config key"),
         (", preset2: jfrog", "preset2: unknown config key"),
-        (", encoding: xml", "encoding: expected one of form, json, none"),
-        (", fields: \"{\\\"a\\\": 1}\"", "fields: expected a JSON object"),
+        (
+            ", encoding: xml",
+            "encoding: expected one of form, json, none",
+        ),
+        (
+            ", fields: \"{\\\"a\\\": 1}\"",
+            "fields: expected a JSON object",
+        ),
     ];
     for (extra, want) in cases {
         let ws = Workspace::new();
@@ -185,7 +201,10 @@ fn a_bad_pointer_or_unknown_key_is_refused_at_load_naming_its_line() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&compile.stderr);
-        assert!(!compile.status.success() && stderr.contains(want), "{stderr}");
+        assert!(
+            !compile.status.success() && stderr.contains(want),
+            "{stderr}"
+        );
     }
     assert_eq!(fake.calls(), 0, "nothing was exchanged");
 }
@@ -201,9 +220,12 @@ fn the_endpoint_is_the_operators_only() {
     // another registry host: the token still goes to the configured
     // endpoint only.
     let exec = provider.exec(
-        &request("other.registry.example.com/team/app", &token("puller", "pod-1"))
-            .annotation("quay.io/host-override", &elsewhere.url(""))
-            .annotation("quay.io/plain-http", "true"),
+        &request(
+            "other.registry.example.com/team/app",
+            &token("puller", "pod-1"),
+        )
+        .annotation("quay.io/host-override", &elsewhere.url(""))
+        .annotation("quay.io/plain-http", "true"),
     );
     let (key, auth, _) = credential(&exec);
     assert_eq!(key, "other.registry.example.com");
@@ -211,9 +233,13 @@ fn the_endpoint_is_the_operators_only() {
     assert_eq!(fake.calls(), 1);
     assert_eq!(elsewhere.connections(), 0);
     // A pod whose service account lacks the robot annotation: one line saying what to set.
-    let exec = provider.exec(&RequestSpec::new(V1, "registry.example.com/a").token(&token("x", "pod-3")));
+    let exec =
+        provider.exec(&RequestSpec::new(V1, "registry.example.com/a").token(&token("x", "pod-3")));
     let line = exec.assert_clean_failure(ROBOT_ANNOTATION);
-    assert!(line.contains("requiredServiceAccountAnnotationKeys"), "{line}");
+    assert!(
+        line.contains("requiredServiceAccountAnnotationKeys"),
+        "{line}"
+    );
     fake.assert_no_problems();
 }
 
@@ -234,7 +260,8 @@ fn timings_cold_and_cache_hit() {
         // A new pod's token each time: the cache is per service account,
         // so vary the forwarded annotations to miss it.
         let exec = provider.exec(
-            &request(&format!("{REGISTRY}/team/app"), &puller).annotation("example.com/run", &i.to_string()),
+            &request(&format!("{REGISTRY}/team/app"), &puller)
+                .annotation("example.com/run", &i.to_string()),
         );
         credential(&exec);
         cold.push(exec.elapsed);
@@ -245,7 +272,11 @@ fn timings_cold_and_cache_hit() {
     assert_eq!(fake.calls(), 21);
     println!(
         "token-exchange (jfrog preset), {} host: first exec {:?}; cold median {:?}; cache-hit median {:?}",
-        if cfg!(debug_assertions) { "debug" } else { "release" },
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
         first.elapsed,
         median(cold),
         median(hits)

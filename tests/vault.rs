@@ -28,8 +28,16 @@ fn start(ca: &TestCa) -> FakeVault {
         ca,
         &[("puller", "team"), ("other", "ops")],
         &[
-            (&format!("registry/team/{REGISTRY}"), "robot$team", PASSWORD),
-            ("registry/ops/registry.example.com", "robot$ops", "ops-pw-123456"),
+            (
+                format!("registry/team/{REGISTRY}").as_str(),
+                "robot$team",
+                PASSWORD,
+            ),
+            (
+                "registry/ops/registry.example.com",
+                "robot$ops",
+                "ops-pw-123456",
+            ),
         ],
         Some(NAMESPACE),
     )
@@ -72,7 +80,8 @@ fn login_and_kv_read_end_to_end_with_one_login_per_identity() {
     let provider = Provider::new(host_binary(), &config(&ws, &ca, &vault, ""));
     let puller = token("team", "puller", "pod-1");
     for i in 0..5 {
-        let exec = provider.exec(&RequestSpec::new(V1, &format!("{REGISTRY}/team/app-{i}")).token(&puller));
+        let exec = provider
+            .exec(&RequestSpec::new(V1, &format!("{REGISTRY}/team/app-{i}")).token(&puller));
         let (key, auth, resp) = credential(&exec);
         assert_eq!(key, REGISTRY);
         assert_eq!(auth.username, "robot$team");
@@ -80,13 +89,23 @@ fn login_and_kv_read_end_to_end_with_one_login_per_identity() {
         assert_eq!(resp.cache_key_type, "Registry");
         // Bounded by the login's lease.
         let secs = duration_secs(&resp);
-        assert!((LEASE - 70..=LEASE - 59).contains(&secs), "{:?}", resp.cache_duration);
+        assert!(
+            (LEASE - 70..=LEASE - 59).contains(&secs),
+            "{:?}",
+            resp.cache_duration
+        );
     }
     assert_eq!(vault.calls(), (1, 1));
-    assert_eq!(vault.reads(), [format!("/v1/secret/data/registry/team/{REGISTRY}")]);
+    assert_eq!(
+        vault.reads(),
+        [format!("/v1/secret/data/registry/team/{REGISTRY}")]
+    );
     // An operator maximum below the lease wins.
     let ws = Workspace::new();
-    let provider = Provider::new(host_binary(), &config(&ws, &ca, &vault, ", maxDuration: 10m"));
+    let provider = Provider::new(
+        host_binary(),
+        &config(&ws, &ca, &vault, ", maxDuration: 10m"),
+    );
     let exec = provider.exec(&RequestSpec::new(V1, &format!("{REGISTRY}/team/app")).token(&puller));
     let (_, _, resp) = credential(&exec);
     assert_eq!(duration_secs(&resp), 540);
@@ -117,12 +136,51 @@ fn vault_errors_are_one_clean_line_each_and_no_secret_reaches_logs() {
         "sub": "system:serviceaccount:team:puller"
     }));
     let cases: [(&str, String, &str, &[&str]); 5] = [
-        ("", expired.clone(), "team", &["unauthorized", "Vault login at", "refused (HTTP 403): permission denied"]),
-        (", role: nope", token("team", "puller", "p1"), "team", &["unauthorized", "role nope", "refused (HTTP 400): invalid role name \"nope\""]),
+        (
+            "",
+            expired.clone(),
+            "team",
+            &[
+                "unauthorized",
+                "Vault login at",
+                "refused (HTTP 403): permission denied",
+            ],
+        ),
+        (
+            ", role: nope",
+            token("team", "puller", "p1"),
+            "team",
+            &[
+                "unauthorized",
+                "role nope",
+                "refused (HTTP 400): invalid role name \"nope\"",
+            ],
+        ),
         // Bound to team, reading another team's path: the policy refuses.
-        (", path: \"registry/ops/{registry}\"", token("team", "puller", "p2"), "team", &["unauthorized", "KV read of secret/data/registry/ops/registry.example.com refused (HTTP 403): 1 error occurred: * permission denied"]),
-        (", path: \"registry/{namespace}/missing\"", token("team", "puller", "p3"), "team", &["configuration error", "no such secret or mount (HTTP 404)"]),
-        (", usernameField: user", token("team", "puller", "p4"), "team", &["upstream failure", "the secret has no non-empty string field \"user\""]),
+        (
+            ", path: \"registry/ops/{registry}\"",
+            token("team", "puller", "p2"),
+            "team",
+            &[
+                "unauthorized",
+                "KV read of secret/data/registry/ops/registry.example.com refused (HTTP 403): 1 error occurred: * permission denied",
+            ],
+        ),
+        (
+            ", path: \"registry/{namespace}/missing\"",
+            token("team", "puller", "p3"),
+            "team",
+            &["configuration error", "no such secret or mount (HTTP 404)"],
+        ),
+        (
+            ", usernameField: user",
+            token("team", "puller", "p4"),
+            "team",
+            &[
+                "upstream failure",
+                "the secret has no non-empty string field \"user\"",
+            ],
+        ),
     ];
     for (extra, sa, _ns, wants) in &cases {
         let ws = Workspace::new();
@@ -138,27 +196,50 @@ fn vault_errors_are_one_clean_line_each_and_no_secret_reaches_logs() {
         let mut secrets = vec![sa.clone(), PASSWORD.to_string()];
         secrets.extend(vault.client_tokens());
         for secret in &secrets {
-            assert!(!exec.stderr.contains(secret.as_str()), "{secret} in {}", exec.stderr);
-            assert!(!audit.contains(secret.as_str()), "{secret} in the audit log");
+            assert!(
+                !exec.stderr.contains(secret.as_str()),
+                "{secret} in {}",
+                exec.stderr
+            );
+            assert!(
+                !audit.contains(secret.as_str()),
+                "{secret} in the audit log"
+            );
         }
     }
     // A success at debug level writes none of them either.
     let ws = Workspace::new();
-    let provider = Provider::new(host_binary(), &config(&ws, &ca, &vault, "")).env("WCP_LOG", "debug");
+    let provider =
+        Provider::new(host_binary(), &config(&ws, &ca, &vault, "")).env("WCP_LOG", "debug");
     let sa = token("team", "puller", "p5");
     let exec = provider.exec(&RequestSpec::new(V1, &format!("{REGISTRY}/team/app")).token(&sa));
     credential(&exec);
     let audit = std::fs::read_to_string(ws.path().join("audit.jsonl")).unwrap();
-    for secret in vault.client_tokens().iter().chain([&sa, &PASSWORD.to_string()]) {
-        assert!(!exec.stderr.contains(secret.as_str()), "{secret} in {}", exec.stderr);
-        assert!(!audit.contains(secret.as_str()), "{secret} in the audit log");
+    for secret in vault
+        .client_tokens()
+        .iter()
+        .chain([&sa, &PASSWORD.to_string()])
+    {
+        assert!(
+            !exec.stderr.contains(secret.as_str()),
+            "{secret} in {}",
+            exec.stderr
+        );
+        assert!(
+            !audit.contains(secret.as_str()),
+            "{secret} in the audit log"
+        );
     }
     // Sealed: one line, an upstream failure.
     vault.seal();
     let ws = Workspace::new();
-    let exec = Provider::new(host_binary(), &config(&ws, &ca, &vault, ""))
-        .exec(&RequestSpec::new(V1, &format!("{REGISTRY}/team/app")).token(&token("team", "puller", "p6")));
-    let line = exec.assert_clean_failure("Vault is unavailable (HTTP 503, sealed or in standby): Vault is sealed");
+    let exec = Provider::new(host_binary(), &config(&ws, &ca, &vault, "")).exec(
+        &RequestSpec::new(V1, &format!("{REGISTRY}/team/app"))
+            .token(&token("team", "puller", "p6")),
+    );
+    let line = exec.assert_clean_failure(
+        "Vault is unavailable (HTTP 503, sealed or in standby): Vault is sealed",
+    );
     assert!(line.contains("upstream failure"), "{line}");
     vault.assert_no_problems();
 }
@@ -169,13 +250,24 @@ fn path_template_injection_is_refused() {
     let vault = start(&ca);
     // At load: a placeholder the plugin does not know, or a climbing template.
     for (extra, want) in [
-        (", path: \"registry/{pod}\"", "path: expected a path template whose placeholders are among {namespace}, {serviceAccount}, {registry}"),
-        (", path: \"registry/../sys/{namespace}\"", "path: expected a path template without empty, '.' or '..' segments"),
-        (", kvMount: \"secret/../sys\"", "kvMount must be path segments"),
+        (
+            ", path: \"registry/{pod}\"",
+            "path: expected a path template whose placeholders are among {namespace}, {serviceAccount}, {registry}",
+        ),
+        (
+            ", path: \"registry/../sys/{namespace}\"",
+            "path: expected a path template without empty, '.' or '..' segments",
+        ),
+        (
+            ", kvMount: \"secret/../sys\"",
+            "kvMount must be path segments",
+        ),
     ] {
         let ws = Workspace::new();
-        let exec = Provider::new(host_binary(), &config(&ws, &ca, &vault, extra))
-            .exec(&RequestSpec::new(V1, &format!("{REGISTRY}/team/app")).token(&token("team", "puller", "p1")));
+        let exec = Provider::new(host_binary(), &config(&ws, &ca, &vault, extra)).exec(
+            &RequestSpec::new(V1, &format!("{REGISTRY}/team/app"))
+                .token(&token("team", "puller", "p1")),
+        );
         exec.assert_clean_failure(want);
     }
     // At exec: inputs that would add or climb segments.
@@ -191,7 +283,11 @@ fn path_template_injection_is_refused() {
     );
     exec.assert_clean_failure("the Vault role must be");
     let exec = provider.exec(
-        &RequestSpec::new(V1, &format!("{REGISTRY}/team/app")).token(&token("team/../../ops", "puller", "p3")),
+        &RequestSpec::new(V1, &format!("{REGISTRY}/team/app")).token(&token(
+            "team/../../ops",
+            "puller",
+            "p3",
+        )),
     );
     exec.assert_clean_failure("carries no valid namespace");
     assert_eq!(vault.calls(), (0, 0), "nothing reached Vault");
@@ -206,7 +302,8 @@ fn timings_cold_and_cache_hit() {
     let ws = Workspace::new();
     let provider = Provider::new(host_binary(), &config(&ws, &ca, &vault, ""));
     let puller = token("team", "puller", "pod-1");
-    let first = provider.exec(&RequestSpec::new(V1, &format!("{REGISTRY}/team/app")).token(&puller));
+    let first =
+        provider.exec(&RequestSpec::new(V1, &format!("{REGISTRY}/team/app")).token(&puller));
     credential(&first);
     let (mut cold, mut hits) = (Vec::new(), Vec::new());
     for i in 0..20 {
@@ -217,7 +314,8 @@ fn timings_cold_and_cache_hit() {
         );
         credential(&exec);
         cold.push(exec.elapsed);
-        let exec = provider.exec(&RequestSpec::new(V1, &format!("{REGISTRY}/team/app-{i}")).token(&puller));
+        let exec = provider
+            .exec(&RequestSpec::new(V1, &format!("{REGISTRY}/team/app-{i}")).token(&puller));
         credential(&exec);
         hits.push(exec.elapsed);
     }
@@ -228,7 +326,11 @@ fn timings_cold_and_cache_hit() {
     };
     println!(
         "vault, {} host: first exec {:?}; cold median {:?}; cache-hit median {:?}",
-        if cfg!(debug_assertions) { "debug" } else { "release" },
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
         first.elapsed,
         median(cold),
         median(hits)

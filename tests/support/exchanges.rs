@@ -197,9 +197,7 @@ impl FakeExchange {
                     report.lock().unwrap().push(format!("{vendor:?}: {wrong}"));
                     json(400, serde_json::json!({"error": "invalid_request"}))
                 }
-                Ok(subject) if exp_of(&subject).is_none_or(|exp| exp <= now()) => {
-                    refuse(vendor)
-                }
+                Ok(subject) if exp_of(&subject).is_none_or(|exp| exp <= now()) => refuse(vendor),
                 Ok(_) => {
                     let reply = answer(vendor, n);
                     minted.lock().unwrap().push(reply.0);
@@ -235,7 +233,11 @@ impl FakeExchange {
 
 /// Checks one request in every detail; the subject token it carried.
 fn check(vendor: Vendor, seen: &Seen) -> Result<String, String> {
-    let method = if vendor == Vendor::Quay { "GET" } else { "POST" };
+    let method = if vendor == Vendor::Quay {
+        "GET"
+    } else {
+        "POST"
+    };
     if seen.method != method || seen.path != vendor.path() {
         return Err(format!("{} {}", seen.method, seen.path));
     }
@@ -361,11 +363,17 @@ fn answer(vendor: Vendor, n: usize) -> (String, Reply) {
         }
         Vendor::Cloudsmith => {
             let token = jwt(serde_json::json!({"sub": CLOUDSMITH_SLUG, "exp": exp, "n": n}));
-            (token.clone(), json(201, serde_json::json!({"token": token})))
+            (
+                token.clone(),
+                json(201, serde_json::json!({"token": token})),
+            )
         }
         Vendor::Quay => {
             let token = jwt(serde_json::json!({"sub": QUAY_ROBOT, "exp": exp, "n": n}));
-            (token.clone(), json(200, serde_json::json!({"token": token})))
+            (
+                token.clone(),
+                json(200, serde_json::json!({"token": token})),
+            )
         }
         Vendor::Yandex => {
             let token = format!("t1.9euelZqYyc{n}");

@@ -111,7 +111,11 @@ impl FakeVault {
 
     pub fn assert_no_problems(&self) {
         let state = self.state.lock().unwrap();
-        assert!(state.problems.is_empty(), "the fake Vault saw: {:#?}", state.problems);
+        assert!(
+            state.problems.is_empty(),
+            "the fake Vault saw: {:#?}",
+            state.problems
+        );
     }
 }
 
@@ -136,9 +140,10 @@ fn coordinates(jwt: &str) -> Option<(String, String)> {
 
 fn login(state: &mut State, roles: &BTreeMap<String, String>, seen: &Seen) -> Reply {
     if header(seen, "content-type") != Some("application/json") {
-        state
-            .problems
-            .push(format!("login content-type {:?}", header(seen, "content-type")));
+        state.problems.push(format!(
+            "login content-type {:?}",
+            header(seen, "content-type")
+        ));
     }
     if header(seen, "x-vault-token").is_some() {
         state.problems.push("login carries a Vault token".into());
@@ -153,7 +158,7 @@ fn login(state: &mut State, roles: &BTreeMap<String, String>, seen: &Seen) -> Re
     let role = body["role"].as_str().unwrap_or_default();
     let jwt = body["jwt"].as_str().unwrap_or_default();
     let Some(bound) = roles.get(role) else {
-        return errors(400, &[&format!("invalid role name \"{role}\"")]);
+        return errors(400, &[format!("invalid role name \"{role}\"").as_str()]);
     };
     if exp_of(jwt).is_none_or(|exp| exp <= now()) {
         return errors(403, &["permission denied"]);
@@ -164,9 +169,10 @@ fn login(state: &mut State, roles: &BTreeMap<String, String>, seen: &Seen) -> Re
     if &namespace != bound {
         return errors(
             403,
-            &[&format!(
+            &[format!(
                 "namespace not authorized: service account namespace {namespace:?} is not bound to role {role:?}"
-            )],
+            )
+            .as_str()],
         );
     }
     let token = format!("hvs.CAESIJ{}fake{}", state.tokens.len(), namespace.len());
@@ -190,7 +196,9 @@ fn login(state: &mut State, roles: &BTreeMap<String, String>, seen: &Seen) -> Re
 }
 
 fn read(state: &mut State, secrets: &BTreeMap<String, (String, String)>, seen: &Seen) -> Reply {
-    let Some(bound) = header(seen, "x-vault-token").and_then(|t| state.tokens.get(t)).cloned()
+    let Some(bound) = header(seen, "x-vault-token")
+        .and_then(|t| state.tokens.get(t))
+        .cloned()
     else {
         return errors(403, &["permission denied"]);
     };

@@ -248,7 +248,10 @@ mod tests {
     #[test]
     fn urls_templates_and_words() {
         let u = kind("url");
-        assert!(u.check("https://example.jfrog.io/access/api/v1/oidc/token").is_ok());
+        assert!(
+            u.check("https://example.jfrog.io/access/api/v1/oidc/token")
+                .is_ok()
+        );
         assert!(u.check("http://127.0.0.1:8200").is_ok());
         for bad in [
             "ftp://x",
@@ -286,7 +289,14 @@ mod tests {
 
     #[test]
     fn bad_declared_types_are_refused() {
-        for bad in ["string", "oneOf", "oneOf:", "oneOf:a||b", "template:{x}", "url:x"] {
+        for bad in [
+            "string",
+            "oneOf",
+            "oneOf:",
+            "oneOf:a||b",
+            "template:{x}",
+            "url:x",
+        ] {
             assert!(ConfigType::parse(bad).is_err(), "{bad}");
         }
     }

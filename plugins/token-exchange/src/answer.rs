@@ -38,22 +38,20 @@ pub fn issued(
             _ => return Err(format!("the answer has no string {pointer} (the username)")),
         },
     };
-    let expires_in = match expires_in {
-        None => None,
-        Some(pointer) => match value.pointer(pointer) {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::Number(n)) => Some(
-                n.as_u64()
-                    .ok_or_else(|| format!("the answer's {pointer} is not a whole number of seconds"))?,
-            ),
-            Some(serde_json::Value::String(s)) => Some(
-                s.trim()
-                    .parse()
-                    .map_err(|_| format!("the answer's {pointer} is not a whole number of seconds"))?,
-            ),
-            Some(_) => return Err(format!("the answer's {pointer} is not a number")),
-        },
-    };
+    let expires_in =
+        match expires_in {
+            None => None,
+            Some(pointer) => match value.pointer(pointer) {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
+                    format!("the answer's {pointer} is not a whole number of seconds")
+                })?),
+                Some(serde_json::Value::String(s)) => Some(s.trim().parse().map_err(|_| {
+                    format!("the answer's {pointer} is not a whole number of seconds")
+                })?),
+                Some(_) => return Err(format!("the answer's {pointer} is not a number")),
+            },
+        };
     Ok(Issued {
         password,
         username,
@@ -116,9 +114,9 @@ pub fn refusal_detail(body: &[u8]) -> String {
 pub fn refusal(what: &str, status: u16, body: &[u8]) -> ProviderError {
     let detail = refusal_detail(body);
     match status {
-        400 | 401 | 403 | 422 => {
-            ProviderError::Unauthorized(format!("{what} refused the token (HTTP {status}): {detail}"))
-        }
+        400 | 401 | 403 | 422 => ProviderError::Unauthorized(format!(
+            "{what} refused the token (HTTP {status}): {detail}"
+        )),
         _ => ProviderError::Upstream(format!("{what} failed (HTTP {status}): {detail}")),
     }
 }
@@ -130,7 +128,13 @@ mod tests {
     #[test]
     fn pointers_map_the_answer() {
         let body = br#"{"access_token":"at","username":"ci-bot","expires_in":3600,"nested":{"t":"x","n":"60"}}"#;
-        let got = issued(body, "/access_token", Some("/username"), Some("/expires_in")).unwrap();
+        let got = issued(
+            body,
+            "/access_token",
+            Some("/username"),
+            Some("/expires_in"),
+        )
+        .unwrap();
         assert_eq!(
             got,
             Issued {
@@ -141,21 +145,49 @@ mod tests {
         );
         let got = issued(body, "/nested/t", None, Some("/nested/n")).unwrap();
         assert_eq!(got.expires_in, Some(60));
-        assert_eq!(issued(body, "/none", None, None).unwrap_err(), "the answer has no /none");
-        assert!(issued(body, "/expires_in", None, None).unwrap_err().contains("not a non-empty string"));
-        assert!(issued(body, "/access_token", Some("/missing"), None).unwrap_err().contains("username"));
+        assert_eq!(
+            issued(body, "/none", None, None).unwrap_err(),
+            "the answer has no /none"
+        );
+        assert!(
+            issued(body, "/expires_in", None, None)
+                .unwrap_err()
+                .contains("not a non-empty string")
+        );
+        assert!(
+            issued(body, "/access_token", Some("/missing"), None)
+                .unwrap_err()
+                .contains("username")
+        );
         assert!(issued(b"<html>", "/a", None, None).is_err());
-        assert_eq!(issued(body, "/access_token", None, Some("/absent")).unwrap().expires_in, None);
+        assert_eq!(
+            issued(body, "/access_token", None, Some("/absent"))
+                .unwrap()
+                .expires_in,
+            None
+        );
     }
 
     #[test]
     fn every_error_shape_is_one_line() {
         let cases: [(&[u8], &str); 7] = [
-            (br#"{"error":"invalid_grant","error_description":"token\nexpired"}"#, "invalid_grant: token expired"),
-            (br#"{"errors":[{"code":"UNAUTHORIZED","message":"Token validation failed"}]}"#, "Token validation failed"),
+            (
+                br#"{"error":"invalid_grant","error_description":"token\nexpired"}"#,
+                "invalid_grant: token expired",
+            ),
+            (
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"Token validation failed"}]}"#,
+                "Token validation failed",
+            ),
             (br#"{"errors":["permission denied"]}"#, "permission denied"),
-            (br#"{"detail":"Token not accepted."}"#, "Token not accepted."),
-            (br#"{"message":"Failed to validate subject"}"#, "Failed to validate subject"),
+            (
+                br#"{"detail":"Token not accepted."}"#,
+                "Token not accepted.",
+            ),
+            (
+                br#"{"message":"Failed to validate subject"}"#,
+                "Failed to validate subject",
+            ),
             (b"Bad Gateway\r\n\x1b[31mboom", "Bad Gateway [31mboom"),
             (b"", "(empty body)"),
         ];
@@ -164,7 +196,12 @@ mod tests {
         }
         let long = "x ".repeat(5000);
         assert!(refusal_detail(long.as_bytes()).len() < 400);
-        assert!(matches!(refusal("jfrog token exchange at https://a.io", 401, b"no"), ProviderError::Unauthorized(m) if m == "jfrog token exchange at https://a.io refused the token (HTTP 401): no"));
-        assert!(matches!(refusal("x", 503, b"down"), ProviderError::Upstream(_)));
+        assert!(
+            matches!(refusal("jfrog token exchange at https://a.io", 401, b"no"), ProviderError::Unauthorized(m) if m == "jfrog token exchange at https://a.io refused the token (HTTP 401): no")
+        );
+        assert!(matches!(
+            refusal("x", 503, b"down"),
+            ProviderError::Upstream(_)
+        ));
     }
 }

@@ -164,7 +164,9 @@ fn credentials(request: &Request, secrets: &mut Vec<String>) -> Result<Credentia
         Expiry::Jwt => match answer::jwt_expiry(&issued.password) {
             Some(exp) => answer.expiring_at(exp),
             None => {
-                log::info!("{what}: the issued token is not a JWT with exp; the host's defaultDuration applies");
+                log::info!(
+                    "{what}: the issued token is not a JWT with exp; the host's defaultDuration applies"
+                );
                 answer
             }
         },
@@ -190,10 +192,7 @@ fn with_retries(
         let jitter =
             wcp_guest_sdk::bindings::wasi::random::random::get_random_u64() % (base / 2 + 1);
         let delay = base / 2 + jitter;
-        log::info!(
-            "{what}: HTTP {}; retrying in {delay} ms",
-            response.status
-        );
+        log::info!("{what}: HTTP {}; retrying in {delay} ms", response.status);
         wcp_guest_sdk::bindings::wasi::clocks::monotonic_clock::subscribe_duration(
             delay * 1_000_000,
         )

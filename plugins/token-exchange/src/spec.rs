@@ -291,7 +291,12 @@ impl Spec {
         Ok(spec)
     }
 
-    fn base(preset: Preset, endpoint: String, encoding: Encoding, fields: Vec<(String, Source)>) -> Self {
+    fn base(
+        preset: Preset,
+        endpoint: String,
+        encoding: Encoding,
+        fields: Vec<(String, Source)>,
+    ) -> Self {
         Self {
             preset,
             endpoint,
@@ -333,7 +338,8 @@ impl Spec {
             let map: BTreeMap<String, String> = serde_json::from_str(&fields)
                 .map_err(|_| "config fields must be a JSON object of strings".to_string())?;
             for (name, value) in map {
-                let source = Source::parse(&value).map_err(|e| format!("config fields.{name}: {e}"))?;
+                let source =
+                    Source::parse(&value).map_err(|e| format!("config fields.{name}: {e}"))?;
                 match self.fields.iter_mut().find(|(n, _)| *n == name) {
                     Some(existing) => existing.1 = source,
                     None => self.fields.push((name, source)),
@@ -451,8 +457,14 @@ mod tests {
         assert_eq!(c.password_pointer, "/token");
         let q = spec(&[
             ("preset", "quay"),
-            ("endpoint", "https://quay.example.com/oauth2/federation/robot/token"),
-            ("authUsername", "$annotation:quay.io/federated-robot-account"),
+            (
+                "endpoint",
+                "https://quay.example.com/oauth2/federation/robot/token",
+            ),
+            (
+                "authUsername",
+                "$annotation:quay.io/federated-robot-account",
+            ),
         ])
         .unwrap();
         assert!(!q.post);
@@ -480,7 +492,13 @@ mod tests {
         .unwrap();
         assert_eq!(
             names(&r),
-            ["grant_type", "subject_token", "subject_token_type", "scope", "resource"]
+            [
+                "grant_type",
+                "subject_token",
+                "subject_token_type",
+                "scope",
+                "resource"
+            ]
         );
         assert_eq!(r.fields[2].1, Source::Literal(TOKEN_TYPE_ID_TOKEN.into()));
         assert_eq!(r.username, Username::Literal("robot".into()));
@@ -511,21 +529,34 @@ mod tests {
         assert_eq!(s.auth, Auth::Bearer);
         assert!(s.per_image && !s.post);
         assert!(spec(&[("endpoint", "https://a.io/t")]).is_err());
-        assert!(spec(&[("preset", "rfc8693")]).unwrap_err().contains("endpoint"));
+        assert!(
+            spec(&[("preset", "rfc8693")])
+                .unwrap_err()
+                .contains("endpoint")
+        );
     }
 
     #[test]
     fn sources() {
         let ann: BTreeMap<String, String> = [("k".to_string(), " v ".to_string())].into();
-        assert_eq!(Source::parse("$$token").unwrap(), Source::Literal("$token".into()));
+        assert_eq!(
+            Source::parse("$$token").unwrap(),
+            Source::Literal("$token".into())
+        );
         assert!(Source::parse("$tokn").is_err());
         assert!(Source::parse("$annotation:").is_err());
         let a = Source::parse("$annotation:k").unwrap();
         assert_eq!(a.resolve("t", "r", &ann).unwrap(), "v");
-        let e = Source::parse("$annotation:x").unwrap().resolve("t", "r", &ann).unwrap_err();
+        let e = Source::parse("$annotation:x")
+            .unwrap()
+            .resolve("t", "r", &ann)
+            .unwrap_err();
         assert!(e.contains("requiredServiceAccountAnnotationKeys"), "{e}");
         let bad: BTreeMap<String, String> = [("k".to_string(), "a\nb".to_string())].into();
         assert!(a.resolve("t", "r", &bad).is_err());
-        assert_eq!(Source::Registry.resolve("t", "r.io:5000", &ann).unwrap(), "r.io:5000");
+        assert_eq!(
+            Source::Registry.resolve("t", "r.io:5000", &ann).unwrap(),
+            "r.io:5000"
+        );
     }
 }

@@ -62,11 +62,16 @@ fn setting(key: &str) -> Option<String> {
 fn credentials(request: &Request, secrets: &mut Vec<String>) -> Result<Credentials, ProviderError> {
     let config_error = ProviderError::Config;
     let address = setting("address").ok_or_else(|| {
-        config_error("config address is not set: Vault's URL, e.g. https://vault.example.com:8200".into())
+        config_error(
+            "config address is not set: Vault's URL, e.g. https://vault.example.com:8200".into(),
+        )
     })?;
     let address = address.trim_end_matches('/');
     let template = setting("path").ok_or_else(|| {
-        config_error("config path is not set: the KV v2 secret path, e.g. registry/{namespace}/{registry}".into())
+        config_error(
+            "config path is not set: the KV v2 secret path, e.g. registry/{namespace}/{registry}"
+                .into(),
+        )
     })?;
     let auth_mount = setting("authMount").unwrap_or_else(|| "kubernetes".into());
     let kv_mount = setting("kvMount").unwrap_or_else(|| "secret".into());
@@ -75,7 +80,9 @@ fn credentials(request: &Request, secrets: &mut Vec<String>) -> Result<Credentia
     let max = match setting("maxDuration") {
         Some(d) => Some(
             humantime::parse_duration(&d)
-                .map_err(|_| config_error("config maxDuration must be a duration such as 1h".into()))?
+                .map_err(|_| {
+                    config_error("config maxDuration must be a duration such as 1h".into())
+                })?
                 .as_secs(),
         ),
         None => None,
@@ -144,9 +151,8 @@ fn credentials(request: &Request, secrets: &mut Vec<String>) -> Result<Credentia
     }
     let username_field = setting("usernameField").unwrap_or_else(|| "username".into());
     let password_field = setting("passwordField").unwrap_or_else(|| "password".into());
-    let (username, password) =
-        vault::kv_answer(&response.body, &username_field, &password_field)
-            .map_err(|m| ProviderError::Upstream(format!("{read_what}: {m}")))?;
+    let (username, password) = vault::kv_answer(&response.body, &username_field, &password_field)
+        .map_err(|m| ProviderError::Upstream(format!("{read_what}: {m}")))?;
     secrets.push(password.clone());
     let life = [Some(lease).filter(|l| *l > 0), max]
         .into_iter()

@@ -33,7 +33,8 @@ fn is_registry(value: &str) -> bool {
         None => (value, None),
     };
     is_k8s_name(host)
-        && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+        && port
+            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A mount path (`kubernetes`, `auth-prod/k8s`, `secret`): plain segments only.
@@ -79,9 +80,7 @@ pub fn render_path(template: &str, inputs: &PathInputs<'_>) -> Result<String, St
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
-        let close = after
-            .find('}')
-            .ok_or("config path has an unclosed '{'")?;
+        let close = after.find('}').ok_or("config path has an unclosed '{'")?;
         let name = &after[..close];
         let value = match name {
             "namespace" => inputs
@@ -202,9 +201,9 @@ fn detail(body: &[u8]) -> String {
 pub fn failure(what: &str, status: u16, body: &[u8]) -> ProviderError {
     let detail = detail(body);
     match status {
-        400 | 401 | 403 => ProviderError::Unauthorized(format!(
-            "{what} refused (HTTP {status}): {detail}"
-        )),
+        400 | 401 | 403 => {
+            ProviderError::Unauthorized(format!("{what} refused (HTTP {status}): {detail}"))
+        }
         404 => ProviderError::Config(format!(
             "{what}: no such secret or mount (HTTP 404): {detail}"
         )),
@@ -268,18 +267,50 @@ mod tests {
             kv_answer(kv, "username", "password").unwrap(),
             ("robot".into(), "pw".into())
         );
-        assert!(kv_answer(kv, "username", "note").unwrap_err().contains("\"note\""));
-        assert!(kv_answer(br#"{"data":{"username":"u"}}"#, "username", "password").unwrap_err().contains("version 2"));
+        assert!(
+            kv_answer(kv, "username", "note")
+                .unwrap_err()
+                .contains("\"note\"")
+        );
+        assert!(
+            kv_answer(br#"{"data":{"username":"u"}}"#, "username", "password")
+                .unwrap_err()
+                .contains("version 2")
+        );
     }
 
     #[test]
     fn vault_errors_are_one_line_each() {
-        let e = failure("Vault login", 400, br#"{"errors":["invalid role name \"x\""]}"#);
-        assert_eq!(e, ProviderError::Unauthorized("Vault login refused (HTTP 400): invalid role name \"x\"".into()));
-        let e = failure("KV read", 403, br#"{"errors":["1 error occurred:\n\t* permission denied\n\n"]}"#);
-        assert_eq!(e, ProviderError::Unauthorized("KV read refused (HTTP 403): 1 error occurred: * permission denied".into()));
-        assert!(matches!(failure("Vault login", 503, br#"{"errors":["Vault is sealed"]}"#), ProviderError::Upstream(m) if m.contains("sealed") && m.contains("Vault is sealed")));
-        assert!(matches!(failure("KV read", 404, br#"{"errors":[]}"#), ProviderError::Config(m) if m.contains("no such secret")));
-        assert!(matches!(failure("x", 500, b"<html>\n"), ProviderError::Upstream(m) if m.ends_with("<html>")));
+        let e = failure(
+            "Vault login",
+            400,
+            br#"{"errors":["invalid role name \"x\""]}"#,
+        );
+        assert_eq!(
+            e,
+            ProviderError::Unauthorized(
+                "Vault login refused (HTTP 400): invalid role name \"x\"".into()
+            )
+        );
+        let e = failure(
+            "KV read",
+            403,
+            br#"{"errors":["1 error occurred:\n\t* permission denied\n\n"]}"#,
+        );
+        assert_eq!(
+            e,
+            ProviderError::Unauthorized(
+                "KV read refused (HTTP 403): 1 error occurred: * permission denied".into()
+            )
+        );
+        assert!(
+            matches!(failure("Vault login", 503, br#"{"errors":["Vault is sealed"]}"#), ProviderError::Upstream(m) if m.contains("sealed") && m.contains("Vault is sealed"))
+        );
+        assert!(
+            matches!(failure("KV read", 404, br#"{"errors":[]}"#), ProviderError::Config(m) if m.contains("no such secret"))
+        );
+        assert!(
+            matches!(failure("x", 500, b"<html>\n"), ProviderError::Upstream(m) if m.ends_with("<html>"))
+        );
     }
 }
