@@ -100,7 +100,6 @@ impl<'de> Visitor<'de> for Plugins<'_> {
         loop {
             let done = if i == self.index {
                 seq.next_element_seed(Plugin {
-                    index: i,
                     declaration: self.declaration,
                 })?
                 .is_none()
@@ -116,7 +115,6 @@ impl<'de> Visitor<'de> for Plugins<'_> {
 }
 
 struct Plugin<'a> {
-    index: usize,
     declaration: &'a Declaration,
 }
 
@@ -136,7 +134,6 @@ impl<'de> Visitor<'de> for Plugin<'_> {
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "config" | "configFromFile" | "configFromEnv" => map.next_value_seed(Keys {
-                    at: format!("plugins[{}]: {key}", self.index),
                     literal: key == "config",
                     declaration: self.declaration,
                 })?,
@@ -150,7 +147,6 @@ impl<'de> Visitor<'de> for Plugin<'_> {
 }
 
 struct Keys<'a> {
-    at: String,
     literal: bool,
     declaration: &'a Declaration,
 }
@@ -169,17 +165,41 @@ impl<'de> Visitor<'de> for Keys<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<String>()? {
-            let value = if self.literal {
-                Some(map.next_value::<String>()?)
-            } else {
-                map.next_value::<IgnoredAny>()?;
-                None
-            };
-            self.declaration
-                .check_config(&key, value.as_deref())
-                .map_err(|e| de::Error::custom(format!("{}: {key}: {e:#}", self.at)))?;
+            map.next_value_seed(Entry {
+                key: &key,
+                literal: self.literal,
+                declaration: self.declaration,
+            })?;
         }
         Ok(())
+    }
+}
+
+/// One key's value, checked while the parser stands on it, so that the
+/// error carries the value's own line.
+struct Entry<'a> {
+    key: &'a str,
+    literal: bool,
+    declaration: &'a Declaration,
+}
+
+impl<'de> DeserializeSeed<'de> for Entry<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        de.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Entry<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<(), E> {
+        let value = self.literal.then_some(value);
+        self.declaration
+            .check_config(self.key, value)
+            .map_err(|e| E::custom(format!("{e:#}")))
     }
 }
 
@@ -206,7 +226,7 @@ mod tests {
         let bad = text("    config:\n      preset: jfrog\n      answer.password: token\n");
         let e = check_plugin_config(&bad, 1, &d).unwrap_err();
         assert!(
-            e.starts_with("plugins[1]: config: answer.password: expected a JSON pointer"),
+            e.starts_with("plugins[1].config.answer.password: expected a JSON pointer"),
             "{e}"
         );
         assert!(e.contains("line 14"), "{e}");
@@ -214,7 +234,7 @@ mod tests {
         let bad = text("    configFromEnv:\n      endpiont: E\n");
         let e = check_plugin_config(&bad, 1, &d).unwrap_err();
         assert!(
-            e.starts_with("plugins[1]: configFromEnv: endpiont: unknown config key"),
+            e.starts_with("plugins[1].configFromEnv.endpiont: unknown config key"),
             "{e}"
         );
         assert!(e.contains("line 13"), "{e}");
