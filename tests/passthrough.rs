@@ -55,7 +55,8 @@ fn cached_per_service_account_it_is_refused_with_the_settings_to_change() {
     let provider = Provider::new(host_binary(), &config(&ws, "")).env("WCP_LOG", "debug");
     let token = token("pod-1");
     let exec = provider.exec(&RequestSpec::new(V1, "harbor.example.com/team/app").token(&token));
-    let line = exec.assert_clean_failure(
+    let line = support::exchanges::debug_failure_line(
+        &exec,
         "set `cache: {tokenCacheType: Token}` on this plugin in the host config and `tokenAttributes.cacheType: Token` on the kubelet's CredentialProviderConfig entry",
     );
     assert!(line.contains("plugin \"harbor\""), "{line}");

@@ -118,12 +118,21 @@ fn an_expired_token_is_one_clean_line_and_no_secret_reaches_logs() {
     let ca = TestCa::new();
     for vendor in Vendor::ALL {
         let fake = FakeExchange::start(&ca, vendor);
+        let expired = expired_token();
+        // At the default level: exactly one line.
+        let quiet = Workspace::new();
+        let exec = Provider::new(host_binary(), &config(&quiet, &ca, &fake, ""))
+            .exec(&request(&format!("{REGISTRY}/team/app"), &expired));
+        let line = exec.assert_clean_failure(vendor.refusal());
+        // At debug level (another cache, so the failure is not shared).
         let ws = Workspace::new();
         let provider =
             Provider::new(host_binary(), &config(&ws, &ca, &fake, "")).env("WCP_LOG", "debug");
-        let expired = expired_token();
         let exec = provider.exec(&request(&format!("{REGISTRY}/team/app"), &expired));
-        let line = exec.assert_clean_failure(vendor.refusal());
+        assert_eq!(
+            support::exchanges::debug_failure_line(&exec, vendor.refusal()),
+            line
+        );
         assert!(line.contains("unauthorized"), "{vendor:?}: {line}");
         assert!(
             line.contains(&format!(
@@ -135,7 +144,9 @@ fn an_expired_token_is_one_clean_line_and_no_secret_reaches_logs() {
         );
         println!("{vendor:?} refused: {line}");
         // A good token at debug level: neither it nor what was issued is written.
-        let good = token("puller", "pod-7");
+        // (Another service account: the refusal is shared for 5 s with
+        // execs of the same identity.)
+        let good = token("builder", "pod-7");
         let ok = provider.exec(&request(&format!("{REGISTRY}/team/app"), &good));
         let (_, auth, _) = credential(&ok);
         let audit = std::fs::read_to_string(ws.path().join("audit.jsonl")).unwrap();
@@ -193,8 +204,8 @@ fn a_bad_pointer_or_unknown_key_is_refused_at_load_naming_its_line() {
         ));
         let line = exec.assert_clean_failure(want);
         assert!(line.contains("invalid config for plugin \"tx\""), "{line}");
-        // The config's `config:` map is on line 10 of the file.
-        assert!(line.contains("at line 10 column"), "{line}");
+        // The plugin's `config:` flow map is line 12 of the file.
+        assert!(line.contains("at line 12 column"), "{line}");
         // Install time reports it too, before any pull.
         let compile = std::process::Command::new(host_binary())
             .args(["--config", path.to_str().unwrap(), "compile"])

@@ -387,3 +387,20 @@ fn answer(vendor: Vendor, n: usize) -> (String, Reply) {
         }
     }
 }
+
+/// The failure contract at `WCP_LOG=debug`: non-zero exit, nothing on
+/// stdout, and among the log lines exactly one error line, the last,
+/// containing `needle`; returns it.
+pub fn debug_failure_line(exec: &super::kubelet::Exec, needle: &str) -> String {
+    assert!(!exec.success && !exec.killed, "{exec:#?}");
+    assert!(exec.stdout.is_empty(), "{exec:#?}");
+    let lines = exec.stderr_lines();
+    let errors: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("wasm-credential-provider: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{lines:#?}");
+    assert_eq!(Some(*errors[0]), lines.last().copied(), "{lines:#?}");
+    assert!(errors[0].contains(needle), "{needle:?} not in {}", errors[0]);
+    errors[0].to_string()
+}
