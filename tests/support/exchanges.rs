@@ -401,6 +401,10 @@ pub fn debug_failure_line(exec: &super::kubelet::Exec, needle: &str) -> String {
         .collect();
     assert_eq!(errors.len(), 1, "{lines:#?}");
     assert_eq!(Some(*errors[0]), lines.last().copied(), "{lines:#?}");
-    assert!(errors[0].contains(needle), "{needle:?} not in {}", errors[0]);
+    assert!(
+        errors[0].contains(needle),
+        "{needle:?} not in {}",
+        errors[0]
+    );
     errors[0].to_string()
 }
