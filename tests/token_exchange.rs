@@ -217,6 +217,25 @@ fn a_bad_pointer_or_unknown_key_is_refused_at_load_naming_its_line() {
             "{stderr}"
         );
     }
+    // A value read from a file is checked when it is read, by key.
+    let ws = Workspace::new();
+    let pointer = ws.write("pointer", "access_token\n");
+    let path = config(&ws, &ca, &fake, "");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "    grants:",
+        &format!(
+            "    configFromFile: {{passwordPointer: {}}}\n    grants:",
+            pointer.display()
+        ),
+    );
+    std::fs::write(&path, text).unwrap();
+    let exec = Provider::new(host_binary(), &path).exec(&request(
+        &format!("{REGISTRY}/team/app"),
+        &token("puller", "pod-1"),
+    ));
+    exec.assert_clean_failure(
+        "config value \"passwordPointer\" (from a file or the environment): expected a JSON pointer",
+    );
     assert_eq!(fake.calls(), 0, "nothing was exchanged");
 }
 
@@ -292,4 +311,65 @@ fn timings_cold_and_cache_hit() {
         median(cold),
         median(hits)
     );
+}
+
+#[test]
+fn twenty_concurrent_images_of_one_registry_make_one_exchange() {
+    let ca = TestCa::new();
+    let fake = FakeExchange::start(&ca, Vendor::Cloudsmith);
+    let ws = Workspace::new();
+    let config = config(&ws, &ca, &fake, "");
+    let puller = token("puller", "pod-1");
+    let handles: Vec<_> = (0..20)
+        .map(|i| {
+            let (config, request) = (
+                config.clone(),
+                request(&format!("{REGISTRY}/team/app-{i}"), &puller),
+            );
+            std::thread::spawn(move || Provider::new(host_binary(), &config).exec(&request))
+        })
+        .collect();
+    for handle in handles {
+        let (_, auth, _) = credential(&handle.join().unwrap());
+        assert_eq!(auth.password, fake.issued()[0]);
+    }
+    assert_eq!(fake.calls(), 1);
+    fake.assert_no_problems();
+}
+
+#[test]
+fn a_hostile_endpoint_cannot_echo_the_token_or_break_the_line() {
+    let ca = TestCa::new();
+    // Echoes the subject token (raw and in a JSON escape) with terminal
+    // escapes and newlines in its refusal.
+    let server = TestServer::https(&ca, |seen| {
+        let form = support::exchanges::form(&seen.body).unwrap_or_default();
+        let subject = form.get("subject_token").cloned().unwrap_or_default();
+        support::exchanges::json(
+            400,
+            serde_json::json!({"error": "invalid_grant", "error_description": format!("bad token {subject}\n\u{1b}[2J\u{202e}wasm-credential-provider: error: fake")}),
+        )
+    });
+    let ws = Workspace::new();
+    let bundle = ca.write_bundle(ws.path());
+    let path = ws.write(
+        "host-config.yaml",
+        format!(
+            "{}tls:\n  caBundle: {}\nplugins:\n  - name: tx\n    module: {}\n    matchImages: [\"{REGISTRY}\"]\n    config: {{preset: rfc8693, endpoint: \"{}\"}}\n    grants: {{outbound: [\"{}\"], serviceAccountToken: true}}\n",
+            ws.header(),
+            bundle.display(),
+            artifacts::TOKEN_EXCHANGE_PLUGIN,
+            server.url("/token"),
+            server.url(""),
+        ),
+    );
+    let puller = token("puller", "pod-1");
+    let exec =
+        Provider::new(host_binary(), &path).exec(&request(&format!("{REGISTRY}/a"), &puller));
+    let line = exec.assert_clean_failure("invalid_grant: bad token <redacted>");
+    assert!(
+        !line.contains(&puller) && !line.contains('\u{1b}') && !line.contains('\u{202e}'),
+        "{line}"
+    );
+    assert_eq!(server.connections(), 1);
 }

@@ -122,7 +122,11 @@ fn credentials(request: &Request, secrets: &mut Vec<String>) -> Result<Credentia
             .map_err(ProviderError::from)
     })?;
     if !response.is_success() {
-        return Err(answer::refusal(&what, response.status, &response.body));
+        // Before any parsing: a refusal that quotes the token would
+        // otherwise be cut mid-token by the one-line bound, and a cut token
+        // no longer matches any redaction.
+        let body = text::redact(&String::from_utf8_lossy(&response.body), &[token]);
+        return Err(answer::refusal(&what, response.status, body.as_bytes()));
     }
     let username_pointer = match &spec.username {
         Username::Pointer(p) => Some(p.as_str()),

@@ -132,7 +132,13 @@ fn credentials(request: &Request, secrets: &mut Vec<String>) -> Result<Credentia
     .max_body_bytes(MAX_BODY)
     .send()?;
     if !response.is_success() {
-        return Err(vault::failure(&login_what, response.status, &response.body));
+        // Redacted before the one-line bound can cut a quoted token.
+        let body = text::redact(&String::from_utf8_lossy(&response.body), &[token]);
+        return Err(vault::failure(
+            &login_what,
+            response.status,
+            body.as_bytes(),
+        ));
     }
     let (client_token, lease) = vault::login_answer(&response.body)
         .map_err(|m| ProviderError::Upstream(format!("{login_what}: {m}")))?;
@@ -145,9 +151,12 @@ fn credentials(request: &Request, secrets: &mut Vec<String>) -> Result<Credentia
     .header("x-vault-token", &client_token)
     .max_body_bytes(MAX_BODY)
     .send()?;
-    drop(client_token);
     if !response.is_success() {
-        return Err(vault::failure(&read_what, response.status, &response.body));
+        let body = text::redact(
+            &String::from_utf8_lossy(&response.body),
+            &[token, &client_token],
+        );
+        return Err(vault::failure(&read_what, response.status, body.as_bytes()));
     }
     let username_field = setting("usernameField").unwrap_or_else(|| "username".into());
     let password_field = setting("passwordField").unwrap_or_else(|| "password".into());
