@@ -5,6 +5,25 @@
 //! The endpoint is only ever the operator's `endpoint` value: no field, no
 //! annotation and no part of the image can change where the pod's token is
 //! sent.
+//!
+//! What each preset follows (shapes as summarised, with the upstream
+//! providers' code, in the project's `vendor-providers.md` §4, §7, B4):
+//!
+//! - `jfrog`: JFrog Platform REST API, Access, "Exchange OIDC token"
+//!   (`POST /access/api/v1/oidc/token`; `grant_type`, `subject_token_type`,
+//!   `subject_token`, `provider_name` required; errors
+//!   `{"errors":[{"code","message"}]}`), as jfrog-credentials-provider sends it;
+//! - `cloudsmith`: Cloudsmith "OpenID Connect" authentication
+//!   (`POST https://api.cloudsmith.io/openid/<org>/` with `oidc_token`,
+//!   `service_slug`; 201 `{"token"}`; errors `{"detail"}`);
+//! - `quay`: Red Hat Quay robot account federation ("keyless
+//!   authentication": `GET /oauth2/federation/robot/token`, Basic
+//!   `<robot>:<JWT>`; `{"token"}`, errors `{"message"}`/`{"error"}`);
+//! - `yandex`: Yandex Cloud IAM workload identity federation token exchange
+//!   (`POST https://auth.yandex.cloud/oauth/token`, RFC 8693 form, audience
+//!   the service account id; username `iam`);
+//! - `rfc8693`: RFC 8693 §2.1 (request) and §2.2 (response, RFC 6749 §5.2
+//!   errors).
 
 use std::collections::BTreeMap;
 
