@@ -350,3 +350,34 @@ fn timings_cold_and_cache_hit() {
         median(hits)
     );
 }
+
+#[test]
+fn a_hostile_vault_cannot_echo_the_token_or_break_the_line() {
+    let ca = TestCa::new();
+    let server = support::server::TestServer::https(&ca, |seen| {
+        let body: serde_json::Value = serde_json::from_slice(&seen.body).unwrap_or_default();
+        let jwt = body["jwt"].as_str().unwrap_or_default().to_string();
+        support::exchanges::json(
+            400,
+            serde_json::json!({"errors": [format!("invalid JWT {jwt}\n\u{1b}[1Awasm-credential-provider: error: fake")]}),
+        )
+    });
+    let ws = Workspace::new();
+    let bundle = ca.write_bundle(ws.path());
+    let path = ws.write(
+        "host-config.yaml",
+        format!(
+            "{}tls:\n  caBundle: {}\nplugins:\n  - name: vault\n    module: {}\n    matchImages: [\"{REGISTRY}\"]\n    config: {{address: \"{}\", role: puller, path: \"registry/{{namespace}}\"}}\n    grants: {{outbound: [\"{}\"], serviceAccountToken: true}}\n",
+            ws.header(),
+            bundle.display(),
+            artifacts::VAULT_PLUGIN,
+            server.url(""),
+            server.url(""),
+        ),
+    );
+    let sa = token("team", "puller", "pod-1");
+    let exec = Provider::new(host_binary(), &path)
+        .exec(&RequestSpec::new(V1, &format!("{REGISTRY}/a")).token(&sa));
+    let line = exec.assert_clean_failure("refused (HTTP 400): invalid JWT <redacted>");
+    assert!(!line.contains(&sa) && !line.contains('\u{1b}'), "{line}");
+}
