@@ -373,3 +373,45 @@ fn a_hostile_endpoint_cannot_echo_the_token_or_break_the_line() {
     );
     assert_eq!(server.connections(), 1);
 }
+
+#[test]
+fn inspect_shows_the_typed_declaration_and_checks_the_config() {
+    let ca = TestCa::new();
+    let fake = FakeExchange::start(&ca, Vendor::Yandex);
+    let ws = Workspace::new();
+    let good = config(&ws, &ca, &fake, "");
+    let inspect = |path: &std::path::Path| {
+        let out = std::process::Command::new(host_binary())
+            .args([
+                "inspect",
+                artifacts::TOKEN_EXCHANGE_PLUGIN,
+                "--output",
+                "json",
+                "--config",
+            ])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let report: serde_json::Value = serde_json::from_str(&inspect(&good)).unwrap();
+    assert_eq!(report["declared"]["strictConfig"], true, "{report:#}");
+    assert_eq!(
+        report["declared"]["configTypes"]["passwordPointer"],
+        "jsonPointer"
+    );
+    assert_eq!(report["plugins"][0]["configCheck"], "ok");
+    let bad = config(&ws, &ca, &fake, ", expiry: never");
+    let report: serde_json::Value = serde_json::from_str(&inspect(&bad)).unwrap();
+    let check = report["plugins"][0]["configCheck"].as_str().unwrap();
+    assert!(
+        check.contains("plugins[0].config.expiry: expected one of expiresIn, jwt, none at line 12"),
+        "{check}"
+    );
+    assert_eq!(fake.calls(), 0);
+}

@@ -97,6 +97,21 @@ impl ConfigType {
     }
 }
 
+/// The declared form, as [`ConfigType::parse`] reads it.
+impl std::fmt::Display for ConfigType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::JsonPointer => f.write_str("jsonPointer"),
+            Self::Url => f.write_str("url"),
+            Self::Duration => f.write_str("duration"),
+            Self::Boolean => f.write_str("boolean"),
+            Self::JsonObject => f.write_str("jsonObject"),
+            Self::OneOf(words) => write!(f, "oneOf:{}", words.join("|")),
+            Self::Template(words) => write!(f, "template:{}", words.join("|")),
+        }
+    }
+}
+
 fn parse_words(words: &str) -> Result<Vec<String>> {
     let list: Vec<String> = words.split('|').map(str::to_string).collect();
     if list.len() > MAX_WORDS {
@@ -285,6 +300,18 @@ mod tests {
         assert!(kind("duration").check("1h").is_ok());
         assert!(kind("duration").check("1 hour").is_err());
         assert!(kind("boolean").check("yes").is_err());
+    }
+
+    #[test]
+    fn types_display_as_declared() {
+        for text in [
+            "jsonPointer",
+            "url",
+            "oneOf:a|b",
+            "template:namespace|registry",
+        ] {
+            assert_eq!(kind(text).to_string(), text);
+        }
     }
 
     #[test]
