@@ -54,6 +54,14 @@ pub fn run(config_path: &Path, plugin: Option<&str>, time_limit: Option<Duration
     let store = ArtifactStore::open(cache.dir(), cache.uid())?;
     for plugin in plugins {
         let module = module::load_stamped(plugin, None)?;
+        // Install time is when a typed config's mistakes should show.
+        let declaration = crate::declaration_section::declaration(&module.bytes)?;
+        crate::config_file::check_plugin_config(
+            &config,
+            plugin,
+            &declaration,
+            &Default::default(),
+        )?;
         match store.load(&engine, &module.sha256) {
             Ok(Some(_)) => {
                 println!("{}: up to date ({})", plugin.name, module.sha256);

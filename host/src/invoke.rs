@@ -57,6 +57,7 @@ pub fn invoke_traced(
             plugin.module.display()
         )
     })?;
+    crate::config_file::check_plugin_config(config, plugin, &declaration, &values)?;
     let sandbox = Sandbox::resolve(plugin, &declaration, values, request, |name| {
         std::env::var(name).ok()
     });
