@@ -4,8 +4,12 @@
 use std::path::{Path, PathBuf};
 
 /// The host binary under test.
+/// The host the tests exec: the debug build of this crate, or
+/// `WCP_TEST_HOST` (a release build, for the timing tests' numbers).
 pub fn host_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_wasm-credential-provider"))
+    std::env::var_os("WCP_TEST_HOST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wasm-credential-provider")))
 }
 
 pub struct Workspace {
