@@ -19,6 +19,7 @@ mod host_limits;
 mod hostile_text;
 mod inspect;
 mod metrics;
+mod oci;
 mod python;
 mod run_cmd;
 mod sandbox;

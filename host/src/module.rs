@@ -50,7 +50,7 @@ pub fn load(plugin: &PluginConfig) -> Result<VerifiedModule> {
     Ok(VerifiedModule { bytes, sha256 })
 }
 
-fn read_bounded(path: &Path) -> Result<Vec<u8>> {
+pub fn read_bounded(path: &Path) -> Result<Vec<u8>> {
     let file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
     if len > MAX_MODULE_BYTES {

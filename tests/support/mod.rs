@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod kubelet;
+pub mod registry;
 pub mod server;
 pub mod sigv4;
 pub mod strict;

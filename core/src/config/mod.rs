@@ -16,6 +16,7 @@ pub use problems::{ConfigError, FieldPath, Problem, Problems};
 use crate::cache_policy::CachePolicy;
 use crate::capabilities::Grant;
 use crate::matching::ImagePattern;
+use crate::provenance::{OciReference, VerifyPolicy};
 use crate::proxy::ProxyResolution;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -71,6 +72,10 @@ pub struct PluginConfig {
     pub grant: Grant,
     pub limits: Limits,
     pub cache: CachePolicy,
+    /// Where the module is installed from, pinned by manifest digest.
+    pub source: Option<OciReference>,
+    /// Whose signature the module must carry before the host compiles it.
+    pub verify: Option<VerifyPolicy>,
 }
 
 /// Default cache directory: beside the kubelet's state, root-only.
@@ -136,8 +141,15 @@ impl PluginConfig {
     pub fn cache_scope(&self) -> String {
         use sha2::{Digest, Sha256};
         let settings = format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-            self.module, self.sha256, self.config, self.grant, self.limits, self.cache
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.module,
+            self.sha256,
+            self.config,
+            self.grant,
+            self.limits,
+            self.cache,
+            self.source,
+            self.verify
         );
         let digest = hex::encode(Sha256::digest(settings.as_bytes()));
         format!("{}#{}", self.name, &digest[..16])
