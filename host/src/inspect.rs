@@ -144,6 +144,7 @@ pub fn run(wasm: &Path, config: Option<&Path>, output: Output) -> Result<()> {
             wasm.display()
         );
     }
+    let origin = origin_report(wasm, &sha256);
     let report = Report {
         file: wasm.display().to_string(),
         size: bytes.len() as u64,
@@ -166,7 +167,7 @@ pub fn run(wasm: &Path, config: Option<&Path>, output: Output) -> Result<()> {
             .collect(),
         declaration_section: has_section,
         declared: declared_report(&declaration),
-        origin: origin_report(wasm, &sha256),
+        origin,
         plugins,
     };
     match output {
