@@ -64,7 +64,7 @@ pub(crate) fn client(ca_files: &[&Path]) -> Result<oci_client::Client> {
             if let Some(start) = block.find("-----BEGIN CERTIFICATE-----") {
                 extra_root_certificates.push(Certificate {
                     encoding: CertificateEncoding::Pem,
-                    data: block[start..].as_bytes().to_vec(),
+                    data: block.as_bytes()[start..].to_vec(),
                 });
             }
         }
