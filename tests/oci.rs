@@ -550,7 +550,9 @@ fn tampered_registry_content_is_refused() {
     // have the pinned digest.
     let manifest_file = registry.blob_file(&manifest);
     let text = std::fs::read_to_string(&manifest_file).unwrap();
-    std::fs::write(&manifest_file, text.replace("wasip2", "wasip3")).unwrap();
+    let changed = text.replace("\"application/wasm\"", "\"application/wasx\"");
+    assert_ne!(changed, text);
+    std::fs::write(&manifest_file, changed).unwrap();
     let install = Install::new(Workspace::new(), &registry, &source, "");
     let line = one_line_failure(install.pull(&registry), "cannot pull");
     println!("tampered manifest: {line}");

@@ -8,9 +8,9 @@
 //! [`requirement`] (a key fingerprint and a digest, no signature
 //! arithmetic) and loads an artifact only if what it records meets it.
 
-use anyhow::{Context, Result};
 #[cfg(feature = "compiler")]
 use anyhow::bail;
+use anyhow::{Context, Result};
 use std::path::Path;
 use wcp_core::config::PluginConfig;
 #[cfg(feature = "compiler")]
