@@ -362,6 +362,43 @@ fn verified_install_with_a_blob_signature_end_to_end() {
     assert_eq!(trust["requiredSigner"], fingerprint.as_str());
     assert_eq!(trust["verified"]["signer"], fingerprint.as_str());
     assert_eq!(trust["verified"]["manifestDigest"], manifest.as_str());
+    // A rotated key with its own valid signature: the artifact verified for
+    // the first key is not loaded; the module is verified again and
+    // recompiled, and the record names the new signer.
+    let (key2, public2) = openssl_key(&install.ws, "rotated");
+    let signature2 = install.ws.write(
+        "static.wasm.sig2",
+        openssl_sign(&install.ws, &key2, &module),
+    );
+    let text = std::fs::read_to_string(&install.config)
+        .unwrap()
+        .replace(
+            &public.display().to_string(),
+            &public2.display().to_string(),
+        )
+        .replace(
+            &signature.display().to_string(),
+            &signature2.display().to_string(),
+        );
+    std::fs::write(&install.config, text).unwrap();
+    let exec = install.exec();
+    assert!(exec.success, "{exec:#?}");
+    let call = install
+        .audit()
+        .into_iter()
+        .rev()
+        .find(|r| r["event"] == "plugin_call")
+        .unwrap();
+    let how = call["component"].as_str().unwrap();
+    assert!(
+        how.starts_with("recompiled: artifact does not meet"),
+        "{how}"
+    );
+    println!("rotated key: {how}");
+    assert_eq!(
+        call["provenance"]["signer"],
+        openssl_fingerprint(&public2).as_str()
+    );
 }
 
 #[test]

@@ -556,4 +556,59 @@ plugins:
         assert!(err.to_string().contains("unknown field `limitz`"), "{err}");
         assert!(err.problems().is_empty());
     }
+
+    #[test]
+    fn source_and_verify() {
+        use crate::provenance::SignatureSource;
+        let d = "sha256:".to_string() + &"ab".repeat(32);
+        let plugin = |extra: &str| {
+            format!(
+                "{HEADER}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['x']\n{extra}"
+            )
+        };
+        let good = plugin(&format!(
+            "    source: oci://reg.io/v/a@{d}\n    verify: {{publicKey: k.pub, registrySignature: true}}\n"
+        ));
+        let cfg = HostConfig::parse(&good, Path::new("/etc/wcp")).unwrap();
+        let p = &cfg.plugins[0];
+        assert_eq!(
+            p.source.as_ref().unwrap().digest.as_ref().unwrap().as_str(),
+            d
+        );
+        let v = p.verify.as_ref().unwrap();
+        assert_eq!(v.public_key, Path::new("/etc/wcp/k.pub"));
+        assert_eq!(v.signature, SignatureSource::Registry);
+        let blob = plugin("    verify: {publicKey: k.pub, signature: a.sig}\n");
+        let cfg = HostConfig::parse(&blob, Path::new("/etc/wcp")).unwrap();
+        assert_eq!(
+            cfg.plugins[0].verify.as_ref().unwrap().signature,
+            SignatureSource::Blob("/etc/wcp/a.sig".into())
+        );
+        for (extra, needle) in [
+            (
+                "    source: oci://reg.io/v/a:v1\n",
+                "must pin the manifest digest",
+            ),
+            ("    source: reg.io/v/a:v1\n", "not an oci://"),
+            (
+                "    verify: {publicKey: k.pub}\n",
+                "set exactly one of signature",
+            ),
+            (
+                "    verify: {publicKey: k.pub, signature: s, registrySignature: true}\n",
+                "set exactly one",
+            ),
+            (
+                "    verify: {publicKey: k.pub, registrySignature: true}\n",
+                "needs the plugin's source",
+            ),
+            (
+                "    verify: {publicKey: k.pub, signatur: s}\n",
+                "unknown field",
+            ),
+        ] {
+            let err = HostConfig::parse(&plugin(extra), Path::new("/")).unwrap_err();
+            assert!(err.to_string().contains(needle), "{extra}: {err}");
+        }
+    }
 }
