@@ -139,7 +139,8 @@ fn check_for_plugin(
             plugin.name
         );
     }
-    crate::trust::verify(plugin, module, Some(record)).context("nothing was written")
+    crate::trust::verify(plugin, module, Some(record))
+        .map_err(|e| anyhow::anyhow!("{e:#}; nothing was written"))
 }
 
 /// What a pull fetched, every digest checked.
