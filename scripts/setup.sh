@@ -40,3 +40,29 @@ ensure_componentize_py() {
     fi
     export WCP_PYTHON="$WCP_PY_VENV/bin/python"
 }
+
+# The OCI tests (tests/oci.rs) run the real distribution registry (Debian's
+# docker-registry) and push and pull with PyPI's oras as a client
+# independent of ours. Only scripts that need them call this (scripts/test);
+# it exports WCP_ORAS_PYTHON, the interpreter that has oras.
+ORAS_VERSION="0.2.43"
+export WCP_ORAS_VENV="${WCP_ORAS_VENV:-$HOME/.cache/wasm-credential-provider/oras-venv}"
+ensure_oci_tools() {
+    if [ ! -x /usr/bin/docker-registry ]; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "==> installing docker-registry (Debian)" >&2
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry >&2
+        else
+            echo "note: /usr/bin/docker-registry is missing and cannot be installed here (needs root and apt-get); tests/oci.rs skips its registry tests" >&2
+        fi
+    fi
+    local have
+    have="$("$WCP_ORAS_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("oras"))' 2>/dev/null || true)"
+    if [ "$have" != "$ORAS_VERSION" ]; then
+        echo "==> installing oras $ORAS_VERSION into $WCP_ORAS_VENV" >&2
+        python3 -m venv "$WCP_ORAS_VENV" >&2
+        "$WCP_ORAS_VENV/bin/python" -m pip install --disable-pip-version-check --quiet \
+            "oras==$ORAS_VERSION" >&2
+    fi
+    export WCP_ORAS_PYTHON="$WCP_ORAS_VENV/bin/python"
+}

@@ -19,6 +19,7 @@ mod host_limits;
 mod hostile_text;
 mod inspect;
 mod metrics;
+mod oci;
 mod passthrough;
 mod python;
 mod run_cmd;

@@ -23,6 +23,7 @@ pub mod image;
 pub mod matching;
 pub mod names;
 pub mod protocol;
+pub mod provenance;
 pub mod proxy;
 pub mod redact;
 pub mod sa_token;

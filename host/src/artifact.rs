@@ -7,9 +7,14 @@
 //! * a random 32-byte host key (`host.key`, mode 0600, created once) lives
 //!   in the cache directory, which is 0700 and owned by the host's user;
 //! * an artifact file is `MAGIC ‖ HMAC-SHA256(key, MAGIC ‖ wasm sha256 ‖
-//!   engine compatibility hash ‖ code) ‖ code`, so a modified, truncated,
-//!   swapped (another module's), foreign-version or foreign-host artifact
-//!   fails the check;
+//!   engine compatibility hash ‖ record length ‖ record ‖ code) ‖ record
+//!   length (u32 LE) ‖ record ‖ code`, so a modified, truncated, swapped
+//!   (another module's), foreign-version or foreign-host artifact fails the
+//!   check; the record is the module's [`wcp_core::provenance::Provenance`]
+//!   (digest, OCI origin, verified signer), made by `trust::verify` before
+//!   the compile, so the exec path learns who signed the module without
+//!   checking a signature, and an artifact can only come from a verified
+//!   module;
 //! * the file is read once into memory, verified, and deserialized from
 //!   those same bytes, so nothing can change between check and use;
 //! * once an artifact passed the check, a stamp (`crate::stamp`, MAC'd
@@ -29,9 +34,12 @@ use sha2::Sha256;
 use std::io::{Read, Seek, Write};
 use wasmtime::Engine;
 use wasmtime::component::Component;
+use wcp_core::provenance::{Provenance as ModuleProvenance, Requirement};
 
 /// Format tag at the start of every artifact file.
-const MAGIC: &[u8; 16] = b"wcp-cwasm-v1\0\0\0\0";
+const MAGIC: &[u8; 16] = b"wcp-cwasm-v2\0\0\0\0";
+/// Largest provenance record an artifact carries.
+const MAX_RECORD_BYTES: usize = 16 * 1024;
 const KEY_FILE: &str = "host.key";
 const MAX_ARTIFACT_BYTES: u64 = 512 * 1024 * 1024;
 
@@ -160,19 +168,54 @@ impl<'a> ArtifactStore<'a> {
         Some((when, escape_controls(line)))
     }
 
-    fn mac(&self, wasm_sha256: &str, code: &[u8]) -> Hmac<Sha256> {
+    fn mac(&self, wasm_sha256: &str, record: &[u8], code: &[u8]) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length works");
         mac.update(MAGIC);
         mac.update(wasm_sha256.as_bytes());
         mac.update(self.compat.as_bytes());
+        mac.update(&(record.len() as u32).to_le_bytes());
+        mac.update(record);
         mac.update(code);
         mac
     }
 
-    /// The verified artifact for the module with digest `wasm_sha256`:
-    /// `Ok(None)` if there is none, `Err` with the reason if one exists but
-    /// may not be used.
-    pub fn load(&self, engine: &Engine, wasm_sha256: &str) -> Result<Option<Component>> {
+    /// The verified artifact for the module with digest `wasm_sha256`, and
+    /// the provenance it records: `Ok(None)` if there is none, `Err` with
+    /// the reason if one exists but may not be used (including a record that
+    /// does not meet `required`: a changed key or pin means verify again).
+    pub fn load(
+        &self,
+        engine: &Engine,
+        wasm_sha256: &str,
+        required: &Requirement,
+    ) -> Result<Option<(Component, ModuleProvenance)>> {
+        let Some((bytes, provenance, code_at)) = self.read_verified(wasm_sha256)? else {
+            return Ok(None);
+        };
+        required
+            .check(&provenance)
+            .context("artifact does not meet the plugin's verify/source settings")?;
+        // SAFETY: `code` was produced by `Engine::precompile_component` of
+        // this host (proven by the MAC under the host's private key, over
+        // these exact in-memory bytes) for this engine configuration.
+        let component = unsafe { Component::deserialize(engine, &bytes[code_at..]) }
+            .map_err(anyhow::Error::from)
+            .context("artifact was refused by the engine")?;
+        Ok(Some((component, provenance)))
+    }
+
+    /// The provenance the artifact of `wasm_sha256` records, integrity
+    /// checked, without loading its code (for `inspect`).
+    pub fn record(&self, wasm_sha256: &str) -> Result<Option<ModuleProvenance>> {
+        Ok(self.read_verified(wasm_sha256)?.map(|(_, p, _)| p))
+    }
+
+    /// The artifact's bytes, its record and where its code starts, after
+    /// every check but the engine's.
+    fn read_verified(
+        &self,
+        wasm_sha256: &str,
+    ) -> Result<Option<(Vec<u8>, ModuleProvenance, usize)>> {
         let name = self.file_name(wasm_sha256);
         let meta = match self.dir.symlink_metadata(&name) {
             Ok(meta) => meta,
@@ -196,19 +239,30 @@ impl<'a> ArtifactStore<'a> {
         ensure!(bytes.len() > MAGIC.len() + 32, "artifact is truncated");
         let (magic, rest) = bytes.split_at(MAGIC.len());
         ensure!(magic == MAGIC, "artifact has a foreign format");
-        let (tag, code) = rest.split_at(32);
+        let (tag, rest) = rest.split_at(32);
+        let integrity = || {
+            anyhow::anyhow!(
+                "artifact failed its integrity check (modified, swapped, truncated or from another host)"
+            )
+        };
+        let (len, rest) = rest.split_at_checked(4).ok_or_else(integrity)?;
+        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        ensure!(len <= MAX_RECORD_BYTES && len <= rest.len(), integrity());
+        let (record, code) = rest.split_at(len);
         self.check_mac(&name, unchanged, tag, || {
-            self.mac(wasm_sha256, code)
+            self.mac(wasm_sha256, record, code)
                 .verify_slice(tag)
-                .map_err(|_| anyhow::anyhow!("artifact failed its integrity check (modified, swapped, truncated or from another host)"))
+                .map_err(|_| integrity())
         })?;
-        // SAFETY: `code` was produced by `Engine::precompile_component` of
-        // this host (proven by the MAC under the host's private key, over
-        // these exact in-memory bytes) for this engine configuration.
-        let component = unsafe { Component::deserialize(engine, code) }
-            .map_err(anyhow::Error::from)
-            .context("artifact was refused by the engine")?;
-        Ok(Some(component))
+        let provenance: ModuleProvenance = serde_json::from_slice(record)
+            .context("artifact has an unreadable provenance record")?;
+        ensure!(
+            provenance.module_digest.hex() == wasm_sha256,
+            "artifact records module {} instead",
+            provenance.module_digest
+        );
+        let code_at = bytes.len() - code.len();
+        Ok(Some((bytes, provenance, code_at)))
     }
 
     /// Runs `verify` (the MAC over the whole artifact) unless a stamp says
@@ -243,16 +297,25 @@ impl<'a> ArtifactStore<'a> {
         not(feature = "compiler"),
         allow(dead_code, reason = "only builds with a compiler write artifacts")
     )]
-    pub fn store(&self, wasm_sha256: &str, code: &[u8]) -> Result<()> {
+    pub fn store(&self, provenance: &ModuleProvenance, code: &[u8]) -> Result<()> {
+        let wasm_sha256 = provenance.module_digest.hex();
+        let record =
+            serde_json::to_vec(provenance).context("cannot encode the provenance record")?;
+        ensure!(
+            record.len() <= MAX_RECORD_BYTES,
+            "the provenance record is too large"
+        );
         let name = self.file_name(wasm_sha256);
         let tmp = format!(".{name}.{}.tmp", std::process::id());
         let mut options = OpenOptions::new();
         options.write(true).create(true).truncate(true).mode(0o600);
         let mut file = self.dir.open_with(&tmp, &options)?;
-        let tag = self.mac(wasm_sha256, code).finalize().into_bytes();
+        let tag = self.mac(wasm_sha256, &record, code).finalize().into_bytes();
         let written = file
             .write_all(MAGIC)
             .and_then(|()| file.write_all(&tag))
+            .and_then(|()| file.write_all(&(record.len() as u32).to_le_bytes()))
+            .and_then(|()| file.write_all(&record))
             .and_then(|()| file.write_all(code))
             .and_then(|()| file.sync_all());
         if let Err(e) = written {

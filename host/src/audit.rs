@@ -154,6 +154,7 @@ mod tests {
             duration_ms: 1.5,
             outcome: CallOutcome::NoCredentials,
             component: Some("artifact"),
+            provenance: None,
         };
         assert_eq!(
             line(7.0, &call),

@@ -62,7 +62,8 @@ pub fn run(config_path: &Path, plugin: Option<&str>, time_limit: Option<Duration
             &declaration,
             &Default::default(),
         )?;
-        match store.load(&engine, &module.sha256) {
+        let required = crate::trust::requirement(plugin)?;
+        match store.load(&engine, &module.sha256, &required) {
             Ok(Some(_)) => {
                 println!("{}: up to date ({})", plugin.name, module.sha256);
                 store.clear_compile_log(&module.sha256);
@@ -72,15 +73,20 @@ pub fn run(config_path: &Path, plugin: Option<&str>, time_limit: Option<Duration
             Err(e) => println!("{}: replacing unusable artifact: {e:#}", plugin.name),
         }
         let started = Instant::now();
-        let record = |outcome| {
+        let record = |outcome, provenance| {
             audit.record(&Record::Compile {
                 plugin: &plugin.name,
                 sha256: &module.sha256,
                 background,
                 outcome,
                 duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                provenance,
             });
         };
+        // The only way to an artifact: a module that passed its checks.
+        let verified = crate::trust::verify_installed(plugin, &module.bytes)
+            .inspect_err(|_| record(CompileOutcome::Refused, None))?;
+        let verify_ms = started.elapsed().as_secs_f64() * 1000.0;
         *current.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((audit.clone(), plugin.name.clone(), module.sha256.clone()));
         let code = engine
@@ -93,20 +99,24 @@ pub fn run(config_path: &Path, plugin: Option<&str>, time_limit: Option<Duration
                     plugin.module.display()
                 )
             })
-            .inspect_err(|_| record(CompileOutcome::Failed))?;
+            .inspect_err(|_| record(CompileOutcome::Failed, Some(&verified)))?;
         store
-            .store(&module.sha256, &code)
+            .store(&verified, &code)
             .with_context(|| format!("plugin {:?}: cannot store the artifact", plugin.name))
-            .inspect_err(|_| record(CompileOutcome::Failed))?;
+            .inspect_err(|_| record(CompileOutcome::Failed, Some(&verified)))?;
         store.clear_compile_log(&module.sha256);
-        record(CompileOutcome::Compiled);
+        record(CompileOutcome::Compiled, Some(&verified));
         println!(
-            "{}: compiled {} ({} bytes of wasm -> {} bytes) in {:.0} ms",
+            "{}: compiled {} ({} bytes of wasm -> {} bytes) in {:.0} ms{}",
             plugin.name,
             module.sha256,
             module.bytes.len(),
             code.len(),
-            started.elapsed().as_secs_f64() * 1000.0
+            started.elapsed().as_secs_f64() * 1000.0,
+            match &verified.signer {
+                Some(signer) => format!("; signature by {signer} verified in {verify_ms:.1} ms"),
+                None => String::new(),
+            }
         );
     }
     Ok(())
@@ -131,6 +141,7 @@ fn watchdog(limit: Duration, current: Current) {
                     background: true,
                     outcome: CompileOutcome::TimeLimit,
                     duration_ms: limit.as_secs_f64() * 1000.0,
+                    provenance: None,
                 });
                 format!("plugin {plugin:?}")
             }

@@ -50,6 +50,10 @@ pub enum Record<'a> {
         /// How the component was obtained, if it got that far.
         #[serde(skip_serializing_if = "Option::is_none")]
         component: Option<&'a str>,
+        /// Where the module came from and who signed it, when the config
+        /// names a `source` or `verify` (from the artifact's record).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        provenance: Option<&'a wcp_core::provenance::Provenance>,
     },
     /// One precompile (`compile`, or an exec's background compile); only
     /// the build with the compiler compiles.
@@ -60,6 +64,9 @@ pub enum Record<'a> {
         background: bool,
         outcome: CompileOutcome,
         duration_ms: f64,
+        /// Where the module came from and who signed it, once verified.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        provenance: Option<&'a wcp_core::provenance::Provenance>,
     },
     /// A security event; its `event` is the [`EventKind`]'s name.
     #[serde(untagged)]
@@ -108,6 +115,8 @@ pub enum CompileOutcome {
     Failed,
     /// A background compile ended by its time limit.
     TimeLimit,
+    /// The module failed its `source`/`verify` checks; nothing was compiled.
+    Refused,
 }
 
 /// What kind of denial or cut-off an [`Event`] is: its `error.type` in the
@@ -278,6 +287,7 @@ mod tests {
             duration_ms: 2.5,
             outcome: CallOutcome::Error,
             component: None,
+            provenance: None,
         };
         assert_eq!(
             serde_json::to_value(&call).unwrap(),
@@ -292,6 +302,7 @@ mod tests {
                 background: true,
                 outcome: CompileOutcome::TimeLimit,
                 duration_ms: 300000.0,
+                provenance: None,
             })
             .unwrap(),
             json!({"event": "compile", "plugin": "p", "sha256": "ab", "background": true,

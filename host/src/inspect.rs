@@ -36,8 +36,36 @@ struct Report {
     /// almost always a build that forgot `declare_capabilities!`.
     declaration_section: bool,
     declared: DeclaredReport,
+    /// What `pull` recorded beside this file, if it was pulled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<OriginReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     plugins: Vec<GrantReport>,
+}
+
+/// The pull record beside the file, rechecked against its bytes.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OriginReport {
+    reference: String,
+    manifest_digest: Option<String>,
+    /// Whether this file is the manifest's wasm layer (the reason if not).
+    layer: String,
+    pulled_at: u64,
+    registry_signatures: usize,
+}
+
+/// A plugin's `source`/`verify` settings and what the host established.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TrustReport {
+    source: Option<String>,
+    /// Fingerprint of `verify.publicKey` (or why it cannot be read).
+    required_signer: Option<String>,
+    signature: Option<&'static str>,
+    /// The provenance the precompiled artifact records: the verification
+    /// that let it be compiled.
+    verified: Option<wcp_core::provenance::Provenance>,
 }
 
 #[derive(Serialize)]
@@ -74,6 +102,7 @@ struct GrantReport {
     /// The plugin's config against the typed declaration: `ok`, or the
     /// error the host would stop at when it loads the plugin.
     config_check: String,
+    provenance: TrustReport,
 }
 
 /// Output format.
@@ -109,9 +138,12 @@ pub fn run(wasm: &Path, config: Option<&Path>, output: Output) -> Result<()> {
     if let Some(config) = config {
         let host = config_file::load(config)?;
         let canonical = wasm.canonicalize().ok();
+        let records = artifact_records(&host, &sha256);
         for plugin in &host.plugins {
             if plugin.module.canonicalize().ok() == canonical {
-                plugins.push(grant_report(&host, plugin, &declaration, &sha256));
+                let mut report = grant_report(&host, plugin, &declaration, &sha256);
+                report.provenance = trust_report(plugin, records.clone());
+                plugins.push(report);
             }
         }
         anyhow::ensure!(
@@ -121,6 +153,7 @@ pub fn run(wasm: &Path, config: Option<&Path>, output: Output) -> Result<()> {
             wasm.display()
         );
     }
+    let origin = origin_report(wasm, &sha256);
     let report = Report {
         file: wasm.display().to_string(),
         size: bytes.len() as u64,
@@ -143,6 +176,7 @@ pub fn run(wasm: &Path, config: Option<&Path>, output: Output) -> Result<()> {
             .collect(),
         declaration_section: has_section,
         declared: declared_report(&declaration),
+        origin,
         plugins,
     };
     match output {
@@ -213,6 +247,78 @@ fn grant_report(
         declared_not_granted: differences.declared_not_granted,
         granted_not_declared: differences.granted_not_declared,
         config_check,
+        provenance: TrustReport {
+            source: None,
+            required_signer: None,
+            signature: None,
+            verified: None,
+        },
+    }
+}
+
+/// The pull record `pull` wrote beside `wasm`, if any.
+fn origin_report(wasm: &Path, sha256: &str) -> Option<OriginReport> {
+    let path = wcp_core::provenance::pull_record_path(wasm);
+    let text = std::fs::read(&path).ok()?;
+    let Ok(record) = serde_json::from_slice::<wcp_core::provenance::PullRecord>(&text) else {
+        return Some(OriginReport {
+            reference: format!("unreadable pull record {}", path.display()),
+            manifest_digest: None,
+            layer: "unknown".into(),
+            pulled_at: 0,
+            registry_signatures: 0,
+        });
+    };
+    let manifest = record.manifest_bytes().ok();
+    let layer = match &manifest {
+        None => "the record's manifest is not base64".to_string(),
+        Some((bytes, _)) => match wcp_core::provenance::wasm_layer(bytes) {
+            Ok(layer) if layer.digest.hex() == sha256 => "this file".to_string(),
+            Ok(layer) => format!("MISMATCH: the manifest's layer is {}", layer.digest),
+            Err(e) => format!("not a Wasm OCI manifest: {e:#}"),
+        },
+    };
+    Some(OriginReport {
+        reference: record.reference,
+        manifest_digest: manifest.map(|(_, d)| d.to_string()),
+        layer,
+        pulled_at: record.pulled_at,
+        registry_signatures: record.signatures.len(),
+    })
+}
+
+/// The record of this module's artifact in the host's cache, if the cache
+/// and its host key exist and can be read (nothing is created).
+fn artifact_records(
+    host: &wcp_core::config::HostConfig,
+    sha256: &str,
+) -> Option<wcp_core::provenance::Provenance> {
+    if !host.cache_directory.join("host.key").is_file() {
+        return None;
+    }
+    let cache =
+        crate::cache::CacheStore::open(&host.cache_directory, host.cache_max_entries).ok()?;
+    let store = crate::artifact::ArtifactStore::open(cache.dir(), cache.uid()).ok()?;
+    store.record(sha256).ok().flatten()
+}
+
+fn trust_report(
+    plugin: &PluginConfig,
+    verified: Option<wcp_core::provenance::Provenance>,
+) -> TrustReport {
+    use wcp_core::provenance::SignatureSource;
+    let required = crate::trust::requirement(plugin);
+    TrustReport {
+        source: plugin.source.as_ref().map(|s| s.to_string()),
+        required_signer: match &required {
+            Ok(r) => r.signer.clone(),
+            Err(e) => Some(format!("unreadable: {e:#}")),
+        },
+        signature: plugin.verify.as_ref().map(|v| match v.signature {
+            SignatureSource::Blob(_) => "blob",
+            SignatureSource::Registry => "registry",
+        }),
+        verified: verified.filter(|v| required.as_ref().is_ok_and(|r| r.check(v).is_ok())),
     }
 }
 
@@ -347,5 +453,44 @@ fn print_table(r: &Report) {
         println!("  declared, not granted {}", list(&p.declared_not_granted));
         println!("  granted, not declared {}", list(&p.granted_not_declared));
         println!("  config check          {}", esc(&p.config_check));
+        let t = &p.provenance;
+        println!(
+            "  source                {}",
+            t.source.as_deref().map_or("(none)".into(), esc)
+        );
+        println!(
+            "  verify                {}",
+            match (&t.required_signer, t.signature) {
+                (Some(key), Some(kind)) => format!("{kind} signature by key {}", esc(key)),
+                _ => "(none: the module is not signature-checked)".into(),
+            }
+        );
+        println!(
+            "  verified              {}",
+            match &t.verified {
+                Some(v) => format!(
+                    "module {} signer {} at {} (unix time){}",
+                    v.module_digest,
+                    v.signer.as_deref().map_or("none".into(), esc),
+                    v.verified_at,
+                    v.manifest_digest
+                        .as_ref()
+                        .map_or(String::new(), |m| format!(", manifest {m}"))
+                ),
+                None => "not yet: no artifact meets these settings (run compile)".into(),
+            }
+        );
+    }
+    if let Some(o) = &r.origin {
+        println!();
+        println!("PULLED (record beside the file)");
+        println!("  reference             {}", esc(&o.reference));
+        println!(
+            "  manifest              {}",
+            o.manifest_digest.as_deref().unwrap_or("unknown")
+        );
+        println!("  layer                 {}", esc(&o.layer));
+        println!("  pulled at             {} (unix time)", o.pulled_at);
+        println!("  registry signatures   {}", o.registry_signatures);
     }
 }

@@ -79,6 +79,7 @@ pub fn invoke_traced(
     let CallReport {
         outcome,
         provenance,
+        origin,
         events: raised,
         outbound,
     } = runtime::run_plugin(call);
@@ -99,6 +100,9 @@ pub fn invoke_traced(
             Err(_) => CallOutcome::Error,
         },
         component: component.as_deref(),
+        provenance: origin
+            .as_ref()
+            .filter(|o| o.source.is_some() || o.signer.is_some()),
     });
     let outcome = match outcome {
         Ok(outcome) => {

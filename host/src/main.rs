@@ -23,13 +23,18 @@ mod invoke;
 mod logging;
 mod metrics;
 mod module;
+#[cfg(feature = "oci")]
+mod oci;
 mod run_cli;
 mod runtime;
 mod sandbox;
 mod secrets;
 mod serve;
+#[cfg(feature = "compiler")]
+mod signature;
 mod stamp;
 mod tls;
+mod trust;
 mod trust_roots;
 
 use clap::Parser;
@@ -90,6 +95,22 @@ enum Command {
         #[arg(long)]
         show_secrets: bool,
     },
+    /// Fetch a plugin published as a Wasm OCI artifact, check every digest
+    /// (and with --plugin its pinned source and signature), and write it
+    /// with its pull record. Install-time only.
+    #[cfg(feature = "oci")]
+    Pull(oci::PullArgs),
+    /// Publish a component as a Wasm OCI artifact; prints the manifest
+    /// digest to pin.
+    #[cfg(feature = "oci")]
+    Push {
+        /// The component's .wasm file.
+        wasm: PathBuf,
+        /// oci://<registry>/<repository>:<tag>
+        reference: String,
+        #[command(flatten)]
+        registry: oci::RegistryArgs,
+    },
     /// The credential cache of the host config given with --config.
     Cache {
         #[command(subcommand)]
@@ -121,6 +142,17 @@ fn main() -> ExitCode {
             }),
             _,
         ) => inspect::run(&wasm, config.as_deref(), output),
+        #[cfg(feature = "oci")]
+        (Some(Command::Pull(args)), config) => oci::pull(&args, config.as_deref()),
+        #[cfg(feature = "oci")]
+        (
+            Some(Command::Push {
+                wasm,
+                reference,
+                registry,
+            }),
+            _,
+        ) => oci::push(&wasm, &reference, &registry),
         (Some(Command::Cache { .. } | Command::Compile { .. } | Command::Run { .. }), None) => {
             Err(anyhow::anyhow!("this command needs --config <FILE>"))
         }

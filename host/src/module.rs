@@ -94,3 +94,8 @@ fn read_bounded_identified(path: &Path) -> Result<(Vec<u8>, Option<Identity>)> {
     let (before, after) = (Identity::of(&before), Identity::of(&file.metadata()?));
     Ok((bytes, (before == after).then_some(before)))
 }
+
+/// A file's bytes, bounded as a module's are.
+pub fn read_bounded(path: &Path) -> Result<Vec<u8>> {
+    Ok(read_bounded_identified(path)?.0)
+}

@@ -6,6 +6,7 @@
 
 pub mod exchanges;
 pub mod kubelet;
+pub mod registry;
 pub mod server;
 pub mod sigv4;
 pub mod strict;

@@ -86,6 +86,10 @@ impl Drop for Open {
 /// `localhost` and `127.0.0.1`.
 pub struct TestCa {
     pub ca_pem: String,
+    /// The server certificate and its key as PEM, for servers the tests
+    /// run as processes (the OCI registry).
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
     server_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     server_key: rustls::pki_types::PrivateKeyDer<'static>,
 }
@@ -106,6 +110,8 @@ impl TestCa {
         let server_cert = server_params.signed_by(&server_key, &ca).unwrap();
         Self {
             ca_pem: ca.pem(),
+            server_cert_pem: server_cert.pem(),
+            server_key_pem: server_key.serialize_pem(),
             server_chain: vec![server_cert.der().clone()],
             server_key: rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
         }

@@ -17,6 +17,7 @@ pub use problems::{ConfigError, FieldPath, Problem, Problems};
 use crate::cache_policy::CachePolicy;
 use crate::capabilities::Grant;
 use crate::matching::ImagePattern;
+use crate::provenance::{OciReference, VerifyPolicy};
 use crate::proxy::ProxyResolution;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -72,6 +73,10 @@ pub struct PluginConfig {
     pub grant: Grant,
     pub limits: Limits,
     pub cache: CachePolicy,
+    /// Where the module is installed from, pinned by manifest digest.
+    pub source: Option<OciReference>,
+    /// Whose signature the module must carry before the host compiles it.
+    pub verify: Option<VerifyPolicy>,
 }
 
 /// Default cache directory: beside the kubelet's state, root-only.
@@ -137,8 +142,15 @@ impl PluginConfig {
     pub fn cache_scope(&self) -> String {
         use sha2::{Digest, Sha256};
         let settings = format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-            self.module, self.sha256, self.config, self.grant, self.limits, self.cache
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.module,
+            self.sha256,
+            self.config,
+            self.grant,
+            self.limits,
+            self.cache,
+            self.source,
+            self.verify
         );
         let digest = hex::encode(Sha256::digest(settings.as_bytes()));
         format!("{}#{}", self.name, &digest[..16])
@@ -544,5 +556,60 @@ plugins:
         assert!(matches!(err, ConfigError::Syntax(_)), "{err:?}");
         assert!(err.to_string().contains("unknown field `limitz`"), "{err}");
         assert!(err.problems().is_empty());
+    }
+
+    #[test]
+    fn source_and_verify() {
+        use crate::provenance::SignatureSource;
+        let d = "sha256:".to_string() + &"ab".repeat(32);
+        let plugin = |extra: &str| {
+            format!(
+                "{HEADER}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['x']\n{extra}"
+            )
+        };
+        let good = plugin(&format!(
+            "    source: oci://reg.io/v/a@{d}\n    verify: {{publicKey: k.pub, registrySignature: true}}\n"
+        ));
+        let cfg = HostConfig::parse(&good, Path::new("/etc/wcp")).unwrap();
+        let p = &cfg.plugins[0];
+        assert_eq!(
+            p.source.as_ref().unwrap().digest.as_ref().unwrap().as_str(),
+            d
+        );
+        let v = p.verify.as_ref().unwrap();
+        assert_eq!(v.public_key, Path::new("/etc/wcp/k.pub"));
+        assert_eq!(v.signature, SignatureSource::Registry);
+        let blob = plugin("    verify: {publicKey: k.pub, signature: a.sig}\n");
+        let cfg = HostConfig::parse(&blob, Path::new("/etc/wcp")).unwrap();
+        assert_eq!(
+            cfg.plugins[0].verify.as_ref().unwrap().signature,
+            SignatureSource::Blob("/etc/wcp/a.sig".into())
+        );
+        for (extra, needle) in [
+            (
+                "    source: oci://reg.io/v/a:v1\n",
+                "must pin the manifest digest",
+            ),
+            ("    source: reg.io/v/a:v1\n", "not an oci://"),
+            (
+                "    verify: {publicKey: k.pub}\n",
+                "set exactly one of signature",
+            ),
+            (
+                "    verify: {publicKey: k.pub, signature: s, registrySignature: true}\n",
+                "set exactly one",
+            ),
+            (
+                "    verify: {publicKey: k.pub, registrySignature: true}\n",
+                "needs the plugin's source",
+            ),
+            (
+                "    verify: {publicKey: k.pub, signatur: s}\n",
+                "unknown field",
+            ),
+        ] {
+            let err = HostConfig::parse(&plugin(extra), Path::new("/")).unwrap_err();
+            assert!(err.to_string().contains(needle), "{extra}: {err}");
+        }
     }
 }

@@ -101,6 +101,22 @@ pub(super) struct RawPlugin {
     pub limits: RawLimits,
     #[serde(default)]
     pub cache: RawPluginCache,
+    /// `oci://...@sha256:...` the module is installed from (issue 15).
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub verify: Option<RawVerify>,
+}
+
+/// A plugin's `verify:`: a public key and where its signature is.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RawVerify {
+    pub public_key: PathBuf,
+    #[serde(default)]
+    pub signature: Option<PathBuf>,
+    #[serde(default)]
+    pub registry_signature: bool,
 }
 
 /// A map that refuses duplicate keys: YAML parsers keep the last value,

@@ -5,7 +5,7 @@
 //! goes on, so that one run reports them all.
 
 use super::problems::{FieldPath, Problems};
-use super::schema::{RawHostConfig, RawLimits, RawPlugin, RawPluginCache};
+use super::schema::{RawHostConfig, RawLimits, RawPlugin, RawPluginCache, RawVerify};
 use super::{
     API_VERSION, ConfigSource, DEFAULT_CACHE_DIRECTORY, DEFAULT_CACHE_MAX_ENTRIES, HostConfig,
     KIND, Limits, MAX_TIMEOUT, PluginConfig,
@@ -16,6 +16,7 @@ use crate::capabilities::Grant;
 use crate::duration::parse_go_duration;
 use crate::matching::ImagePattern;
 use crate::names::{check_config_key, check_env_name};
+use crate::provenance::{OciReference, SignatureSource, VerifyPolicy};
 use crate::proxy::ProxyResolution;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -166,6 +167,7 @@ fn plugin(
     );
     let limits = limits(plugin.limits, &at.at("limits"), problems);
     let cache = cache(plugin.cache, &at.at("cache"), problems);
+    let (source, verify) = provenance(plugin.source, plugin.verify, base_dir, at, problems);
     (problems.len() == before).then_some(PluginConfig {
         name,
         module,
@@ -175,7 +177,55 @@ fn plugin(
         grant,
         limits,
         cache,
+        source,
+        verify,
     })
+}
+
+/// `source` (an OCI reference pinned by manifest digest) and `verify`.
+fn provenance(
+    source: Option<String>,
+    verify: Option<RawVerify>,
+    base_dir: &Path,
+    at: &FieldPath,
+    problems: &mut Problems,
+) -> (Option<OciReference>, Option<VerifyPolicy>) {
+    let source = source.and_then(|text| {
+        let parsed = problems.check(&at.at("source"), OciReference::parse(&text))?;
+        if parsed.digest.is_none() {
+            problems.push(
+                &at.at("source"),
+                "must pin the manifest digest (oci://<registry>/<repository>@sha256:<digest>); a tag can be moved",
+            );
+            return None;
+        }
+        Some(parsed)
+    });
+    let verify = verify.and_then(|v| {
+        let signature = match (v.signature, v.registry_signature) {
+            (Some(path), false) => SignatureSource::Blob(resolved(base_dir, path)),
+            (None, true) if source.is_some() => SignatureSource::Registry,
+            (None, true) => {
+                problems.push(
+                    &at.at("verify.registrySignature"),
+                    "needs the plugin's source: the signature is the one attached in that registry",
+                );
+                return None;
+            }
+            _ => {
+                problems.push(
+                    &at.at("verify"),
+                    "set exactly one of signature (a cosign sign-blob file) and registrySignature: true",
+                );
+                return None;
+            }
+        };
+        Some(VerifyPolicy {
+            public_key: resolved(base_dir, v.public_key),
+            signature,
+        })
+    });
+    (source, verify)
 }
 
 /// `config`, `configFromFile` and `configFromEnv` as one map: each key is

@@ -49,6 +49,11 @@ use std::time::{Duration, Instant, SystemTime};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 use wcp_core::config::PluginConfig;
+use wcp_core::provenance::{Provenance as ModuleProvenance, Requirement};
+
+/// A component, how it was obtained, and the provenance of its module as
+/// verified before it was compiled (from the artifact's record).
+pub type Obtained = (Component, Provenance, ModuleProvenance);
 
 /// Wall clock a background compile may take before its watchdog ends it.
 /// Generous: a componentize-py component (tens of MB) compiles in well
@@ -81,8 +86,9 @@ pub fn component(
     module: &VerifiedModule,
     plugin: &PluginConfig,
     artifacts: &Artifacts<'_>,
-) -> Result<(Component, Provenance)> {
+) -> Result<Obtained> {
     let Artifacts { cache, config_path } = *artifacts;
+    let required = crate::trust::requirement(plugin)?;
     let now = Instant::now();
     let deadline = budget::compile_deadline(plugin.limits.timeout, now);
     let store = match cache.map(|c| ArtifactStore::open(c.dir(), c.uid())) {
@@ -102,8 +108,8 @@ pub fn component(
         }
         Some(Ok(store)) => store,
     };
-    let how = match store.load(engine, &module.sha256) {
-        Ok(Some(component)) => return Ok((component, Provenance::Loaded)),
+    let how = match store.load(engine, &module.sha256, &required) {
+        Ok(Some((component, origin))) => return Ok((component, Provenance::Loaded, origin)),
         Ok(None) => Provenance::Compiled,
         Err(e) => {
             tracing::info!(sha256 = %module.sha256, "refusing precompiled artifact: {e:#}");
@@ -115,6 +121,7 @@ pub fn component(
         module,
         plugin: &plugin.name,
         store: &store,
+        required: &required,
         config_path,
         started: now,
         deadline,
@@ -128,13 +135,14 @@ struct FirstUse<'a> {
     module: &'a VerifiedModule,
     plugin: &'a str,
     store: &'a ArtifactStore<'a>,
+    required: &'a Requirement,
     config_path: &'a Path,
     started: Instant,
     deadline: Instant,
 }
 
 impl FirstUse<'_> {
-    fn compile(&self, how: Provenance) -> Result<(Component, Provenance)> {
+    fn compile(&self, how: Provenance) -> Result<Obtained> {
         let sha = &self.module.sha256;
         let compiler = compiler();
         let lock = self.store.compile_lock(sha)?;
@@ -156,8 +164,8 @@ impl FirstUse<'_> {
         }
         // No compile of this artifact is running now. One may have ended
         // between the first look and the lock.
-        if let Ok(Some(component)) = self.store.load(self.engine, sha) {
-            return Ok((component, Provenance::Waited));
+        if let Ok(Some((component, origin))) = self.store.load(self.engine, sha, self.required) {
+            return Ok((component, Provenance::Waited, origin));
         }
         if waited {
             tracing::info!(sha256 = %sha, "a concurrent exec's compile ended without an artifact");
@@ -202,11 +210,11 @@ impl FirstUse<'_> {
                 self.plugin
             );
         }
-        let component = self
+        let (component, origin) = self
             .store
-            .load(self.engine, sha)?
+            .load(self.engine, sha, self.required)?
             .context("the compiler wrote no artifact this runtime can load")?;
-        Ok((component, how))
+        Ok((component, how, origin))
     }
 
     fn unfinished(&self, compiler: Option<&Path>, concurrent: bool) -> anyhow::Error {
@@ -360,7 +368,9 @@ fn uncached(
     why: String,
     deadline: Instant,
     config_path: &Path,
-) -> Result<(Component, Provenance)> {
+) -> Result<Obtained> {
+    // No artifact is made from an unverified module, kept or not.
+    let origin = crate::trust::verify_installed(plugin, &module.bytes)?;
     let started = Instant::now();
     let (tx, rx) = std::sync::mpsc::channel();
     let (worker, bytes) = (engine.clone(), module.bytes.clone());
@@ -387,7 +397,7 @@ fn uncached(
     let component = unsafe { Component::deserialize(engine, &code) }
         .map_err(anyhow::Error::from)
         .context("cannot load the compiled module")?;
-    Ok((component, Provenance::Uncached(why)))
+    Ok((component, Provenance::Uncached(why), origin))
 }
 
 /// No usable cache directory in a runtime-only build: nothing to load.
@@ -399,7 +409,7 @@ fn uncached(
     why: String,
     _deadline: Instant,
     _config_path: &Path,
-) -> Result<(Component, Provenance)> {
+) -> Result<Obtained> {
     bail!(
         "this runtime-only build loads precompiled plugins from the cache directory, which is unusable ({})",
         Provenance::Uncached(why).as_str()

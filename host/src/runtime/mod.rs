@@ -81,6 +81,8 @@ pub struct CallReport {
     pub outcome: Result<Outcome>,
     /// How the component was obtained, if it got that far.
     pub provenance: Option<Provenance>,
+    /// Where its module came from and who signed it (from the artifact).
+    pub origin: Option<wcp_core::provenance::Provenance>,
     /// Denials and cut-offs raised during the call, in order.
     pub events: Vec<Event>,
     /// Every outbound request of the call and what became of it.
@@ -92,6 +94,7 @@ pub fn run_plugin(call: Call<'_>) -> CallReport {
     let events = Events::default();
     let trace = Trace::default();
     let mut provenance = None;
+    let mut origin = None;
     let outcome = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -102,6 +105,7 @@ pub fn run_plugin(call: Call<'_>) -> CallReport {
                 events.clone(),
                 trace.clone(),
                 &mut provenance,
+                &mut origin,
             ));
             // A name lookup that never answers sits in a blocking thread;
             // dropping the runtime would wait for it, past the deadline.
@@ -114,6 +118,7 @@ pub fn run_plugin(call: Call<'_>) -> CallReport {
     CallReport {
         outcome,
         provenance,
+        origin,
         events: events.take(),
         outbound: trace.take(),
     }
@@ -124,6 +129,7 @@ async fn run_async(
     events: Events,
     trace: Trace,
     provenance: &mut Option<Provenance>,
+    origin: &mut Option<wcp_core::provenance::Provenance>,
 ) -> Result<Outcome> {
     let Call {
         plugin,
@@ -140,9 +146,10 @@ async fn run_async(
     let t0 = Instant::now();
     let engine = engine::new()?;
     let t_engine = Instant::now();
-    let (component, how) = compile::component(&engine, module, plugin, artifacts)
+    let (component, how, verified) = compile::component(&engine, module, plugin, artifacts)
         .with_context(|| format!("plugin {name:?}: module {}", plugin.module.display()))?;
     *provenance = Some(how);
+    *origin = Some(verified);
     let version = ApiVersion::of(&engine, &component).with_context(|| {
         format!(
             "plugin {name:?}: module {} is not a provider",
