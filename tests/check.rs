@@ -32,7 +32,8 @@ fn check(kubelet: &Path, host: &Path, extra: &[&str]) -> Checked {
     }
 }
 
-const KUBELET_HEAD: &str = "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n";
+const KUBELET_HEAD: &str =
+    "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n";
 
 fn provider(ws: &Workspace, host: &Path, match_images: &str, extra: &str) -> PathBuf {
     ws.write(
@@ -70,12 +71,18 @@ fn agreeing_configs_pass_once_the_plugins_are_precompiled() {
     let lines = findings(&out);
     assert_eq!(lines.len(), 1, "{}", out.stdout);
     assert!(
-        lines[0].starts_with(&format!("{}:5: warning: plugins[0].module:", host.display())),
+        lines[0].starts_with(&format!(
+            "{}:5: warning: plugins[0].module:",
+            host.display()
+        )),
         "{}",
         lines[0]
     );
     assert!(lines[0].contains("no precompiled artifact"), "{}", lines[0]);
-    assert!(out.stdout.contains("    fix: run `wasm-credential-provider-compile"));
+    assert!(
+        out.stdout
+            .contains("    fix: run `wasm-credential-provider-compile")
+    );
     host_command(&host, &["compile"]);
     let out = check(&kubelet, &host, &[]);
     assert!(out.success, "{}{}", out.stdout, out.stderr);
@@ -106,19 +113,42 @@ fn a_broken_pair_reports_everything_at_once() {
     assert!(!out.success, "{}", out.stdout);
     let (k, h) = (kubelet.display(), host.display());
     let want = [
-        format!("{k}:4: error: providers[0].defaultCacheDuration: defaultCacheDuration: Required value"),
-        format!("{k}:10: error: providers[0].tokenAttributes.requiredServiceAccountAnnotationKeys: requiredServiceAccountAnnotationKeys: Forbidden: requireServiceAccount cannot be false"),
-        format!("{k}:12: error: providers[1].name: name: Duplicate value: \"wasm-credential-provider\""),
-        format!("{k}:13: error: providers[1].apiVersion: apiVersion: Unsupported value: \"credentialprovider.kubelet.k8s.io/v1alpha0\""),
-        format!("{h}:7: error: plugins[0].sha256: plugin \"static\": module {} has sha256", artifacts::STATIC_PLUGIN),
-        format!("{h}:15: warning: plugins[2].grants: plugin \"ecr\" is granted what it does not declare (withheld): env HOME"),
+        format!(
+            "{k}:4: error: providers[0].defaultCacheDuration: defaultCacheDuration: Required value"
+        ),
+        format!(
+            "{k}:10: error: providers[0].tokenAttributes.requiredServiceAccountAnnotationKeys: requiredServiceAccountAnnotationKeys: Forbidden: requireServiceAccount cannot be false"
+        ),
+        format!(
+            "{k}:12: error: providers[1].name: name: Duplicate value: \"wasm-credential-provider\""
+        ),
+        format!(
+            "{k}:13: error: providers[1].apiVersion: apiVersion: Unsupported value: \"credentialprovider.kubelet.k8s.io/v1alpha0\""
+        ),
+        format!(
+            "{h}:7: error: plugins[0].sha256: plugin \"static\": module {} has sha256",
+            artifacts::STATIC_PLUGIN
+        ),
+        format!(
+            "{h}:15: warning: plugins[2].grants: plugin \"ecr\" is granted what it does not declare (withheld): env HOME"
+        ),
         format!("{h}:14: warning: plugins[2].module: plugin \"ecr\": no precompiled artifact"),
         format!("{h}:25: error: plugins[3].module: plugin \"gone\": cannot read module"),
-        format!("{h}:6: error: plugins[0].matchImages[1]: plugin \"static\": no image of \"elsewhere.com\" matches providers[0] (wasm-credential-provider): the kubelet never execs the host for them"),
-        format!("{h}:12: error: plugins[1].matchImages[0]: plugin \"team\": no image of \"registry.io/team\" matches providers[0]"),
-        format!("{k}:5: warning: providers[0].matchImages[3]: no plugin of the host config serves images of \"nobody.io\""),
-        format!("{h}:21: error: plugins[2].cache.tokenCacheType: plugin \"ecr\" may answer with the token itself (tokenCacheType: Token), but providers[0] caches per service account"),
-        format!("{k}:9: warning: providers[0].tokenAttributes.requireServiceAccount: requireServiceAccount is false"),
+        format!(
+            "{h}:6: error: plugins[0].matchImages[1]: plugin \"static\": no image of \"elsewhere.com\" matches providers[0] (wasm-credential-provider): the kubelet never execs the host for them"
+        ),
+        format!(
+            "{h}:12: error: plugins[1].matchImages[0]: plugin \"team\": no image of \"registry.io/team\" matches providers[0]"
+        ),
+        format!(
+            "{k}:5: warning: providers[0].matchImages[3]: no plugin of the host config serves images of \"nobody.io\""
+        ),
+        format!(
+            "{h}:21: error: plugins[2].cache.tokenCacheType: plugin \"ecr\" may answer with the token itself (tokenCacheType: Token), but providers[0] caches per service account"
+        ),
+        format!(
+            "{k}:9: warning: providers[0].tokenAttributes.requireServiceAccount: requireServiceAccount is false"
+        ),
     ];
     let lines = findings(&out);
     for want in &want {
@@ -130,14 +160,35 @@ fn a_broken_pair_reports_everything_at_once() {
     }
     assert_eq!(lines.len(), want.len(), "{}", out.stdout);
     // Every finding carries its fix on the next line.
-    let fixes = out.stdout.lines().filter(|l| l.starts_with("    fix: ")).count();
+    let fixes = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("    fix: "))
+        .count();
     assert_eq!(fixes, lines.len());
-    assert!(out.stdout.ends_with("check: 9 error(s), 4 warning(s)\n"), "{}", out.stdout);
+    assert!(
+        out.stdout.ends_with("check: 9 error(s), 4 warning(s)\n"),
+        "{}",
+        out.stdout
+    );
     let stderr: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(stderr.len(), 1, "{}", out.stderr);
-    assert!(stderr[0].starts_with("wasm-credential-provider: error: check found 9 error(s) and 4 warning(s)"), "{}", out.stderr);
+    assert!(
+        stderr[0].starts_with(
+            "wasm-credential-provider: error: check found 9 error(s) and 4 warning(s)"
+        ),
+        "{}",
+        out.stderr
+    );
     if let Ok(dir) = std::env::var("WCP_CHECK_REPORT_DIR") {
-        std::fs::write(Path::new(&dir).join("check-broken.txt"), format!("$ wasm-credential-provider check --kubelet-config {k} --config {h}\n{}{}", out.stdout, out.stderr)).unwrap();
+        std::fs::write(
+            Path::new(&dir).join("check-broken.txt"),
+            format!(
+                "$ wasm-credential-provider check --kubelet-config {k} --config {h}\n{}{}",
+                out.stdout, out.stderr
+            ),
+        )
+        .unwrap();
     }
 }
 
@@ -157,7 +208,12 @@ fn the_token_the_plugin_needs_is_never_sent() {
     assert!(lines[0].starts_with(&format!("{}:5: error: plugins[0]: plugin \"ecr\" is granted the service-account token, but providers[0] has no tokenAttributes", host.display())), "{}", lines[0]);
     // With tokenAttributes the pair agrees; tokenAttributes nobody uses is a warning.
     let attributes = "    tokenAttributes: {serviceAccountTokenAudience: sts.amazonaws.com, cacheType: ServiceAccount, requireServiceAccount: true}\n";
-    let kubelet = provider(&ws, &host, "[\"*.dkr.ecr.us-east-1.amazonaws.com\"]", attributes);
+    let kubelet = provider(
+        &ws,
+        &host,
+        "[\"*.dkr.ecr.us-east-1.amazonaws.com\"]",
+        attributes,
+    );
     let out = check(&kubelet, &host, &[]);
     assert!(out.success, "{}", out.stdout);
     assert_eq!(findings(&out).len(), 0, "{}", out.stdout);
@@ -169,7 +225,11 @@ fn the_token_the_plugin_needs_is_never_sent() {
     assert!(out.success, "{}", out.stdout);
     let lines = findings(&out);
     assert_eq!(lines.len(), 1, "{}", out.stdout);
-    assert!(lines[0].contains(":6: warning: providers[0].tokenAttributes: no plugin is granted"), "{}", lines[0]);
+    assert!(
+        lines[0].contains(":6: warning: providers[0].tokenAttributes: no plugin is granted"),
+        "{}",
+        lines[0]
+    );
 }
 
 #[test]
@@ -186,7 +246,15 @@ fn the_provider_entry_and_its_executable() {
     assert!(!out.success);
     let lines = findings(&out);
     assert_eq!(lines.len(), 1, "{}", out.stdout);
-    assert!(lines[0].starts_with(&format!("{}:3: error: providers: no provider entry runs this host with --config {}", kubelet.display(), host.display())), "{}", lines[0]);
+    assert!(
+        lines[0].starts_with(&format!(
+            "{}:3: error: providers: no provider entry runs this host with --config {}",
+            kubelet.display(),
+            host.display()
+        )),
+        "{}",
+        lines[0]
+    );
     // The bin dir: missing, not executable, present.
     let kubelet = provider(&ws, &host, "[\"*.registry.io\"]", "");
     let bin = ws.path().join("bin");
@@ -197,7 +265,11 @@ fn the_provider_entry_and_its_executable() {
     assert!(findings(&out)[0].contains(":4: error: providers[0].name: plugin binary executable \"wasm-credential-provider\" is not usable in the bin dir"), "{}", out.stdout);
     let exe = ws.write("bin/wasm-credential-provider", "#!/bin/sh\n");
     let out = check(&kubelet, &host, &["--bin-dir", &bin_arg]);
-    assert!(findings(&out)[0].contains("is not executable"), "{}", out.stdout);
+    assert!(
+        findings(&out)[0].contains("is not executable"),
+        "{}",
+        out.stdout
+    );
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = check(&kubelet, &host, &["--bin-dir", &bin_arg]);
@@ -209,11 +281,21 @@ fn unreadable_and_malformed_files() {
     let ws = Workspace::new();
     let host = ws.config(&static_plugin("static", "[\"*.registry.io\"]"));
     // A strict-decoding error names its line; the host config is still checked.
-    let kubelet = ws.write("kubelet.yaml", format!("{KUBELET_HEAD}  - name: wasm-credential-provider\n    matchImage: [x]\n"));
+    let kubelet = ws.write(
+        "kubelet.yaml",
+        format!("{KUBELET_HEAD}  - name: wasm-credential-provider\n    matchImage: [x]\n"),
+    );
     let out = check(&kubelet, &host, &[]);
     assert!(!out.success);
     let lines = findings(&out);
-    assert!(lines[0].starts_with(&format!("{}: error: strict decoding error: providers[0]: unknown field `matchImage`", kubelet.display())), "{}", out.stdout);
+    assert!(
+        lines[0].starts_with(&format!(
+            "{}: error: strict decoding error: providers[0]: unknown field `matchImage`",
+            kubelet.display()
+        )),
+        "{}",
+        out.stdout
+    );
     assert!(lines[0].contains("line 5"), "{}", lines[0]);
     // Every host config problem, each at its line.
     let bad_host = ws.write("bad-host.yaml", format!("{}plugins:\n  - name: a\n    module: a.wasm\n    matchImages: ['%zz']\n    limits: {{timeout: 90s}}\n", ws.header()));
@@ -222,14 +304,32 @@ fn unreadable_and_malformed_files() {
     assert!(!out.success);
     let lines = findings(&out);
     assert_eq!(lines.len(), 2, "{}", out.stdout);
-    assert!(lines[0].starts_with(&format!("{}:10: error: plugins[0].matchImages[0]: ", bad_host.display())), "{}", lines[0]);
-    assert!(lines[1].starts_with(&format!("{}:11: error: plugins[0].limits.timeout: ", bad_host.display())), "{}", lines[1]);
+    assert!(
+        lines[0].starts_with(&format!(
+            "{}:10: error: plugins[0].matchImages[0]: ",
+            bad_host.display()
+        )),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{}:11: error: plugins[0].limits.timeout: ",
+            bad_host.display()
+        )),
+        "{}",
+        lines[1]
+    );
     // A file that cannot be read: one line, nothing on stdout.
     let out = check(&ws.path().join("nope.yaml"), &host, &[]);
     assert!(!out.success);
     assert_eq!(out.stdout, "");
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
-    assert!(out.stderr.contains("cannot read kubelet config"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot read kubelet config"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// Text from the files reaches the operator's terminal: control characters

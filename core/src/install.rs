@@ -74,7 +74,11 @@ pub enum Merge {
 /// with `entry` added, or replacing the provider of the same name. The
 /// other providers and fields stay as they were (comments do not: the
 /// file is rewritten), written as JSON when `as_json`.
-pub fn merge_kubelet_config(existing: Option<&str>, entry: &ProviderEntry, as_json: bool) -> Result<Merge> {
+pub fn merge_kubelet_config(
+    existing: Option<&str>,
+    entry: &ProviderEntry,
+    as_json: bool,
+) -> Result<Merge> {
     let wanted = entry.to_value();
     let mut config: Value = match existing {
         Some(text) if !text.trim().is_empty() => serde_yaml_ng::from_str(text)
@@ -139,7 +143,11 @@ pub fn rewrite_host_config(text: &str, modules: &[String], digests: &[String]) -
         bail!("the host config has no plugins list");
     };
     if plugins.len() != modules.len() || plugins.len() != digests.len() {
-        bail!("the host config has {} plugins, not {}", plugins.len(), modules.len());
+        bail!(
+            "the host config has {} plugins, not {}",
+            plugins.len(),
+            modules.len()
+        );
     }
     for ((plugin, module), digest) in plugins.iter_mut().zip(modules).zip(digests) {
         let Some(plugin) = plugin.as_object_mut() else {
@@ -169,15 +177,23 @@ mod tests {
 
     #[test]
     fn merging_keeps_other_providers_and_is_idempotent() {
-        let Merge::Changed { text, previous } = merge_kubelet_config(Some(OTHER), &entry(), false).unwrap() else {
+        let Merge::Changed { text, previous } =
+            merge_kubelet_config(Some(OTHER), &entry(), false).unwrap()
+        else {
             panic!("a new entry changes the file");
         };
         assert_eq!(previous, None);
         let config = crate::check::kubelet_config::parse(&text).unwrap();
         let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["ecr-credential-provider", "wasm-credential-provider"]);
+        assert_eq!(
+            names,
+            ["ecr-credential-provider", "wasm-credential-provider"]
+        );
         assert_eq!(config.providers[1].config_arg(), Some("/etc/wcp/host.yaml"));
-        assert_eq!(merge_kubelet_config(Some(&text), &entry(), false).unwrap(), Merge::Unchanged);
+        assert_eq!(
+            merge_kubelet_config(Some(&text), &entry(), false).unwrap(),
+            Merge::Unchanged
+        );
         // A changed entry replaces ours in place.
         let mut changed = entry();
         changed.token = Some(TokenSettings {
@@ -187,20 +203,31 @@ mod tests {
             required_annotation_keys: vec![],
             optional_annotation_keys: vec!["example.com/role".into()],
         });
-        let Merge::Changed { text: again, previous } = merge_kubelet_config(Some(&text), &changed, false).unwrap() else {
+        let Merge::Changed {
+            text: again,
+            previous,
+        } = merge_kubelet_config(Some(&text), &changed, false).unwrap()
+        else {
             panic!("changed");
         };
         assert_eq!(previous, Some(entry().to_value()));
         let config = crate::check::kubelet_config::parse(&again).unwrap();
         assert_eq!(config.providers.len(), 2);
         let attributes = config.providers[1].token_attributes.as_ref().unwrap();
-        assert_eq!(attributes.optional_service_account_annotation_keys, ["example.com/role"]);
-        assert_eq!(provider_entry(&again, "wasm-credential-provider"), Some(changed.to_value()));
+        assert_eq!(
+            attributes.optional_service_account_annotation_keys,
+            ["example.com/role"]
+        );
+        assert_eq!(
+            provider_entry(&again, "wasm-credential-provider"),
+            Some(changed.to_value())
+        );
     }
 
     #[test]
     fn a_new_file_and_json() {
-        let Merge::Changed { text, .. } = merge_kubelet_config(None, &entry(), true).unwrap() else {
+        let Merge::Changed { text, .. } = merge_kubelet_config(None, &entry(), true).unwrap()
+        else {
             panic!("changed");
         };
         let value: Value = serde_json::from_str(&text).unwrap();
@@ -213,10 +240,18 @@ mod tests {
     #[test]
     fn the_host_config_points_at_the_installed_plugins() {
         let text = "apiVersion: wasm-credential-provider.io/v1alpha1\nkind: CredentialProviderHostConfig\nplugins:\n  - name: a\n    module: /opt/a.wasm\n    matchImages: [x.io]\n    config: {username: u}\n";
-        let out = rewrite_host_config(text, &["plugins/a.wasm".into()], &["ab".repeat(32)]).unwrap();
-        let config = crate::config::HostConfig::parse(&out, std::path::Path::new("/etc/wcp")).unwrap();
-        assert_eq!(config.plugins[0].module, std::path::Path::new("/etc/wcp/plugins/a.wasm"));
-        assert_eq!(config.plugins[0].sha256.as_deref(), Some("ab".repeat(32).as_str()));
+        let out =
+            rewrite_host_config(text, &["plugins/a.wasm".into()], &["ab".repeat(32)]).unwrap();
+        let config =
+            crate::config::HostConfig::parse(&out, std::path::Path::new("/etc/wcp")).unwrap();
+        assert_eq!(
+            config.plugins[0].module,
+            std::path::Path::new("/etc/wcp/plugins/a.wasm")
+        );
+        assert_eq!(
+            config.plugins[0].sha256.as_deref(),
+            Some("ab".repeat(32).as_str())
+        );
         assert!(rewrite_host_config(text, &[], &[]).is_err());
     }
 }

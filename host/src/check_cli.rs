@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use wcp_core::capabilities::{Declaration, Permissions};
-use wcp_core::check::{self, File, Finding, Findings, PluginFacts, kubelet_config, locate::Locator};
+use wcp_core::check::{
+    self, File, Finding, Findings, PluginFacts, kubelet_config, locate::Locator,
+};
 use wcp_core::config::{ConfigError, HostConfig, MAX_CONFIG_BYTES};
 use wcp_core::escape::escape_controls;
 
@@ -59,7 +61,10 @@ pub fn report(inputs: &Inputs<'_>) -> Result<Summary> {
     let host_text = read(inputs.host_config, "host config")?;
     let findings = findings(inputs, &kubelet_text, &host_text);
     let (kubelet_at, host_at) = (Locator::new(&kubelet_text), Locator::new(&host_text));
-    let mut summary = Summary { errors: 0, warnings: 0 };
+    let mut summary = Summary {
+        errors: 0,
+        warnings: 0,
+    };
     for finding in findings.as_slice() {
         let (file, at) = match finding.file {
             File::Kubelet => (inputs.kubelet_config, &kubelet_at),
@@ -97,10 +102,13 @@ fn line(file: &Path, at: &Locator, finding: &Finding) -> String {
 }
 
 fn read(path: &Path, what: &str) -> Result<String> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
     if meta.len() > MAX_CONFIG_BYTES {
-        bail!("{what} {} is larger than {MAX_CONFIG_BYTES} bytes", path.display());
+        bail!(
+            "{what} {} is larger than {MAX_CONFIG_BYTES} bytes",
+            path.display()
+        );
     }
     std::fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
@@ -147,9 +155,15 @@ fn findings(inputs: &Inputs<'_>, kubelet_text: &str, host_text: &str) -> Finding
     let root = inputs.root;
     let kubelet = match kubelet_config::parse(kubelet_text) {
         Ok(config) => {
-            let lookup = |name: &str| executable(&under_root(root, &inputs.bin_dir.unwrap_or(Path::new("/")).join(name)));
-            let bin_dir: Option<kubelet_config::BinDir<'_>> =
-                inputs.bin_dir.map(|_| &lookup as kubelet_config::BinDir<'_>);
+            let lookup = |name: &str| {
+                executable(&under_root(
+                    root,
+                    &inputs.bin_dir.unwrap_or(Path::new("/")).join(name),
+                ))
+            };
+            let bin_dir: Option<kubelet_config::BinDir<'_>> = inputs
+                .bin_dir
+                .map(|_| &lookup as kubelet_config::BinDir<'_>);
             kubelet_config::validate(&config, bin_dir, &mut findings);
             Some(config)
         }
@@ -173,7 +187,12 @@ fn findings(inputs: &Inputs<'_>, kubelet_text: &str, host_text: &str) -> Finding
             Some(host)
         }
         Err(ConfigError::Syntax(text)) => {
-            findings.error(File::Host, "", text, "the host refuses the file: fix the field named");
+            findings.error(
+                File::Host,
+                "",
+                text,
+                "the host refuses the file: fix the field named",
+            );
             None
         }
         Err(ConfigError::Invalid(problems)) => {
@@ -281,7 +300,11 @@ fn module_findings(
             return None;
         }
     };
-    if declaration_section::section(&module.bytes).ok().flatten().is_none() {
+    if declaration_section::section(&module.bytes)
+        .ok()
+        .flatten()
+        .is_none()
+    {
         findings.warning(
             H,
             format!("plugins[{i}].module"),
@@ -323,7 +346,11 @@ fn module_findings(
 }
 
 fn list(items: &[&String]) -> String {
-    items.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A verified precompiled artifact for the module, so that no exec has to
@@ -335,7 +362,8 @@ fn artifact_findings(
     sha256: &str,
     findings: &mut Findings,
 ) {
-    let fix = "run `wasm-credential-provider-compile --config <host config> compile` at install time";
+    let fix =
+        "run `wasm-credential-provider-compile --config <host config> compile` at install time";
     let at = format!("plugins[{i}].module");
     let why = if !host.cache_directory.join("host.key").exists() {
         Some(format!(

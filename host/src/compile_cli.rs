@@ -54,9 +54,7 @@ pub fn run(config_path: &Path, plugin: Option<&str>, time_limit: Option<Duration
 /// `install` calls it with a config read below its `--root`.
 #[cfg(not(feature = "compiler"))]
 pub fn compile_config(_config: &wcp_core::config::HostConfig) -> Result<()> {
-    anyhow::bail!(
-        "this runtime-only build has no compiler: run install from the default build"
-    )
+    anyhow::bail!("this runtime-only build has no compiler: run install from the default build")
 }
 
 /// Compiles every plugin of `config` that has no valid artifact.

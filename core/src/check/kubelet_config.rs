@@ -119,7 +119,7 @@ pub fn validate(
     let (group, version) = config
         .api_version
         .split_once('/')
-        .unwrap_or(("", &config.api_version));
+        .unwrap_or(("", config.api_version.as_str()));
     let known_version = group == GROUP && VERSIONS.contains(&version);
     if !known_version || config.kind != KIND {
         findings.error(
@@ -214,7 +214,8 @@ fn name(
     const K: File = File::Kubelet;
     let name = &provider.name;
     let path = format!("{at}.name");
-    let fix = "name the provider after its executable in the bin dir (e.g. `wasm-credential-provider`)";
+    let fix =
+        "name the provider after its executable in the bin dir (e.g. `wasm-credential-provider`)";
     let bad = if name.is_empty() {
         Some("name: Required value".to_string())
     } else if name.contains('/') {
@@ -286,7 +287,12 @@ fn match_images(provider: &Provider, at: &str, findings: &mut Findings) {
     }
 }
 
-fn token_attributes(provider: &Provider, attributes: &TokenAttributes, at: &str, findings: &mut Findings) {
+fn token_attributes(
+    provider: &Provider,
+    attributes: &TokenAttributes,
+    at: &str,
+    findings: &mut Findings,
+) {
     const K: File = File::Kubelet;
     let at = format!("{at}.tokenAttributes");
     if provider.api_version != PROVIDER_V1 {
@@ -322,8 +328,14 @@ fn token_attributes(provider: &Provider, attributes: &TokenAttributes, at: &str,
         }
         Some(_) => {}
     }
-    let required: Vec<&String> = attributes.required_service_account_annotation_keys.iter().collect();
-    let optional: Vec<&String> = attributes.optional_service_account_annotation_keys.iter().collect();
+    let required: Vec<&String> = attributes
+        .required_service_account_annotation_keys
+        .iter()
+        .collect();
+    let optional: Vec<&String> = attributes
+        .optional_service_account_annotation_keys
+        .iter()
+        .collect();
     for (field, keys) in [
         ("requiredServiceAccountAnnotationKeys", &required),
         ("optionalServiceAccountAnnotationKeys", &optional),
@@ -389,13 +401,17 @@ pub fn check_annotation_key(key: &str) -> Result<(), String> {
         None => (None, key.as_str()),
     };
     if name.contains('/') {
-        return Err("a qualified name must consist of an optional prefix and a name, separated by one '/'".into());
+        return Err(
+            "a qualified name must consist of an optional prefix and a name, separated by one '/'"
+                .into(),
+        );
     }
     if let Some(prefix) = prefix {
         let label_ok = |l: &str| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         };
@@ -413,7 +429,9 @@ pub fn check_annotation_key(key: &str) -> Result<(), String> {
     let bytes = name.as_bytes();
     if !alnum(bytes[0])
         || !alnum(bytes[bytes.len() - 1])
-        || !bytes.iter().all(|&b| alnum(b) || matches!(b, b'-' | b'_' | b'.'))
+        || !bytes
+            .iter()
+            .all(|&b| alnum(b) || matches!(b, b'-' | b'_' | b'.'))
     {
         return Err("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character".into());
     }
@@ -477,24 +495,50 @@ mod tests {
         assert!(text[0].contains("cannot contain '/'"), "{}", text[0]);
         assert!(text[4].contains("Unsupported value"), "{}", text[4]);
         assert!(text[5].contains("invalid URL escape"), "{}", text[5]);
-        assert!(text[7].contains("greater than or equal to 0"), "{}", text[7]);
+        assert!(
+            text[7].contains("greater than or equal to 0"),
+            "{}",
+            text[7]
+        );
         assert!(text[8].contains("Duplicate value: \"x\""), "{}", text[8]);
         assert!(text[10].contains("only supported for"), "{}", text[10]);
-        assert!(text[13].contains("start and end with an alphanumeric"), "{}", text[13]);
-        assert!(text[15].contains("both required and optional"), "{}", text[15]);
-        assert!(text[16].contains("Unsupported value: \"Pod\""), "{}", text[16]);
+        assert!(
+            text[13].contains("start and end with an alphanumeric"),
+            "{}",
+            text[13]
+        );
+        assert!(
+            text[15].contains("both required and optional"),
+            "{}",
+            text[15]
+        );
+        assert!(
+            text[16].contains("Unsupported value: \"Pod\""),
+            "{}",
+            text[16]
+        );
     }
 
     #[test]
     fn the_file_itself() {
-        let got = findings("apiVersion: kubelet.config.k8s.io/v2\nkind: CredentialProviderConfig\nproviders: []\n");
+        let got = findings(
+            "apiVersion: kubelet.config.k8s.io/v2\nkind: CredentialProviderConfig\nproviders: []\n",
+        );
         assert_eq!(got[0].0, "apiVersion");
         assert_eq!(got[1].1, "at least 1 item in plugins is required");
-        let got = findings("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: CredentialProviderConfig\nproviders:\n  - name: a\n    apiVersion: credentialprovider.kubelet.k8s.io/v1\n    matchImages: [a.io]\n    defaultCacheDuration: 1m\n    tokenAttributes: {serviceAccountTokenAudience: a, requireServiceAccount: true, cacheType: Token}\n");
+        let got = findings(
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: CredentialProviderConfig\nproviders:\n  - name: a\n    apiVersion: credentialprovider.kubelet.k8s.io/v1\n    matchImages: [a.io]\n    defaultCacheDuration: 1m\n    tokenAttributes: {serviceAccountTokenAudience: a, requireServiceAccount: true, cacheType: Token}\n",
+        );
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(got[0].1.contains("has no tokenAttributes"), "{got:?}");
-        let err = parse(&format!("{HEAD}providers:\n  - name: a\n    matchImage: [x]\n")).unwrap_err();
-        assert!(err.contains("unknown field `matchImage`") && err.contains("line 4"), "{err}");
+        let err = parse(&format!(
+            "{HEAD}providers:\n  - name: a\n    matchImage: [x]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("unknown field `matchImage`") && err.contains("line 5"),
+            "{err}"
+        );
         let err = parse(&format!("{HEAD}providers:\n  - name: a\n    name: b\n")).unwrap_err();
         assert!(err.contains("duplicate field `name`"), "{err}");
     }
@@ -502,7 +546,13 @@ mod tests {
     #[test]
     fn the_bin_dir() {
         let config = parse(&format!("{HEAD}providers:\n  - name: here\n    apiVersion: {PROVIDER_V1}\n    matchImages: [a.io]\n    defaultCacheDuration: 1m\n  - name: gone\n    apiVersion: {PROVIDER_V1}\n    matchImages: [a.io]\n    defaultCacheDuration: 1m\n")).unwrap();
-        let lookup = |name: &str| if name == "here" { Ok(()) } else { Err("no such file".to_string()) };
+        let lookup = |name: &str| {
+            if name == "here" {
+                Ok(())
+            } else {
+                Err("no such file".to_string())
+            }
+        };
         let mut out = Findings::default();
         validate(&config, Some(&lookup), &mut out);
         let got = out.into_vec();
@@ -513,10 +563,27 @@ mod tests {
 
     #[test]
     fn annotation_keys() {
-        for good in ["a", "example.com/role-arn", "eks.amazonaws.com/role-arn", "A.b_c-d", "x/Y"] {
+        for good in [
+            "a",
+            "example.com/role-arn",
+            "eks.amazonaws.com/role-arn",
+            "A.b_c-d",
+            "x/Y",
+        ] {
             assert_eq!(check_annotation_key(good), Ok(()), "{good}");
         }
-        for bad in ["", "-a", "a-", "/a", "a/", "a/b/c", "-x.com/a", &"a".repeat(64), "x..y/a", "a b"] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "/a",
+            "a/",
+            "a/b/c",
+            "-x.com/a",
+            &"a".repeat(64),
+            "x..y/a",
+            "a b",
+        ] {
             assert!(check_annotation_key(bad).is_err(), "{bad}");
         }
     }

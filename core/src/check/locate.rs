@@ -30,7 +30,7 @@ impl Locator {
             let found = match (&step, node) {
                 (Step::Key(key), Node::Mapping(map)) => map
                     .iter()
-                    .find(|(k, _)| k.as_str() == key)
+                    .find(|(k, _)| k.as_str() == key.as_str())
                     .map(|(k, v)| (k.span().start().map(|m| m.line()), v)),
                 (Step::Index(i), Node::Sequence(seq)) => seq
                     .get(*i)
@@ -96,7 +96,9 @@ mod tests {
 
     #[test]
     fn json_and_broken_text() {
-        let at = Locator::new("{\n  \"kind\": \"X\",\n  \"providers\": [\n    {\"name\": \"a\"}\n  ]\n}\n");
+        let at = Locator::new(
+            "{\n  \"kind\": \"X\",\n  \"providers\": [\n    {\"name\": \"a\"}\n  ]\n}\n",
+        );
         assert_eq!(at.line("providers[0].name"), Some(4));
         assert_eq!(Locator::new("a: [").line("a"), None);
     }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// One file to lay down.
@@ -83,7 +83,10 @@ impl Manifest {
 /// Fails if `path` is a symbolic link.
 pub fn refuse_symlink(path: &Path) -> Result<()> {
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-        bail!("{} is a symbolic link; refusing to write through it", path.display());
+        bail!(
+            "{} is a symbolic link; refusing to write through it",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -129,7 +132,8 @@ fn action(
     if !meta.is_file() {
         bail!("{} exists and is not a regular file", target.display());
     }
-    let current = std::fs::read(target).with_context(|| format!("cannot read {}", target.display()))?;
+    let current =
+        std::fs::read(target).with_context(|| format!("cannot read {}", target.display()))?;
     if current == content {
         return Ok(if meta.permissions().mode() & 0o7777 == mode {
             Action::Unchanged
@@ -140,7 +144,10 @@ fn action(
     let ours = manifest.files.get(&node_path.display().to_string()) == Some(&digest(&current));
     if ours || force {
         Ok(Action::Update)
-    } else if manifest.files.contains_key(&node_path.display().to_string()) {
+    } else if manifest
+        .files
+        .contains_key(&node_path.display().to_string())
+    {
         bail!("changed since it was installed; rerun with --force to overwrite it")
     } else {
         bail!("exists and was not written by this installer; rerun with --force to overwrite it")
@@ -152,9 +159,14 @@ pub fn apply(planned: &Planned) -> Result<()> {
     match &planned.action {
         Action::Unchanged => Ok(()),
         Action::Refuse(why) => bail!("{}: {why}", planned.node_path.display()),
-        Action::Chmod => std::fs::set_permissions(&planned.target, std::fs::Permissions::from_mode(planned.mode))
-            .with_context(|| format!("cannot chmod {}", planned.target.display())),
-        Action::Create | Action::Update => write_atomically(&planned.target, &planned.content, planned.mode),
+        Action::Chmod => std::fs::set_permissions(
+            &planned.target,
+            std::fs::Permissions::from_mode(planned.mode),
+        )
+        .with_context(|| format!("cannot chmod {}", planned.target.display())),
+        Action::Create | Action::Update => {
+            write_atomically(&planned.target, &planned.content, planned.mode)
+        }
     }
 }
 
@@ -170,7 +182,10 @@ pub fn write_atomically(target: &Path, content: &[u8], mode: u32) -> Result<()> 
         .create(dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
     refuse_symlink(target)?;
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temporary = dir.join(format!(".{name}.wcp-install-{}", std::process::id()));
     let _ = std::fs::remove_file(&temporary);
     let result = (|| -> Result<()> {
@@ -205,30 +220,115 @@ mod tests {
         let target = dir.join("sub/file");
         let node = PathBuf::from("/sub/file");
         let mut manifest = Manifest::default();
-        let p = plan(node.clone(), target.clone(), b"one".to_vec(), 0o644, &manifest, false);
+        let p = plan(
+            node.clone(),
+            target.clone(),
+            b"one".to_vec(),
+            0o644,
+            &manifest,
+            false,
+        );
         assert_eq!(p.action, Action::Create);
         apply(&p).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"one");
-        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o644);
-        let p = plan(node.clone(), target.clone(), b"one".to_vec(), 0o644, &manifest, false);
+        assert_eq!(
+            std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        let p = plan(
+            node.clone(),
+            target.clone(),
+            b"one".to_vec(),
+            0o644,
+            &manifest,
+            false,
+        );
         assert_eq!(p.action, Action::Unchanged);
-        assert_eq!(plan(node.clone(), target.clone(), b"one".to_vec(), 0o600, &manifest, false).action, Action::Chmod);
+        assert_eq!(
+            plan(
+                node.clone(),
+                target.clone(),
+                b"one".to_vec(),
+                0o600,
+                &manifest,
+                false
+            )
+            .action,
+            Action::Chmod
+        );
         // Not ours: refused unless forced.
-        let p = plan(node.clone(), target.clone(), b"two".to_vec(), 0o644, &manifest, false);
-        assert!(matches!(&p.action, Action::Refuse(why) if why.contains("not written by this installer")), "{:?}", p.action);
-        assert_eq!(plan(node.clone(), target.clone(), b"two".to_vec(), 0o644, &manifest, true).action, Action::Update);
+        let p = plan(
+            node.clone(),
+            target.clone(),
+            b"two".to_vec(),
+            0o644,
+            &manifest,
+            false,
+        );
+        assert!(
+            matches!(&p.action, Action::Refuse(why) if why.contains("not written by this installer")),
+            "{:?}",
+            p.action
+        );
+        assert_eq!(
+            plan(
+                node.clone(),
+                target.clone(),
+                b"two".to_vec(),
+                0o644,
+                &manifest,
+                true
+            )
+            .action,
+            Action::Update
+        );
         // Ours and unchanged since: updated.
-        manifest.files.insert(node.display().to_string(), digest(b"one"));
-        assert_eq!(plan(node.clone(), target.clone(), b"two".to_vec(), 0o644, &manifest, false).action, Action::Update);
+        manifest
+            .files
+            .insert(node.display().to_string(), digest(b"one"));
+        assert_eq!(
+            plan(
+                node.clone(),
+                target.clone(),
+                b"two".to_vec(),
+                0o644,
+                &manifest,
+                false
+            )
+            .action,
+            Action::Update
+        );
         // Ours but edited since.
         std::fs::write(&target, b"edited").unwrap();
-        let p = plan(node.clone(), target.clone(), b"two".to_vec(), 0o644, &manifest, false);
-        assert!(matches!(&p.action, Action::Refuse(why) if why.contains("changed since it was installed")), "{:?}", p.action);
+        let p = plan(
+            node.clone(),
+            target.clone(),
+            b"two".to_vec(),
+            0o644,
+            &manifest,
+            false,
+        );
+        assert!(
+            matches!(&p.action, Action::Refuse(why) if why.contains("changed since it was installed")),
+            "{:?}",
+            p.action
+        );
         // A symbolic link is never written through, forced or not.
         let link = dir.join("link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        let p = plan("/link".into(), link.clone(), b"x".to_vec(), 0o644, &manifest, true);
-        assert!(matches!(&p.action, Action::Refuse(why) if why.contains("symbolic link")), "{:?}", p.action);
+        let p = plan(
+            "/link".into(),
+            link.clone(),
+            b"x".to_vec(),
+            0o644,
+            &manifest,
+            true,
+        );
+        assert!(
+            matches!(&p.action, Action::Refuse(why) if why.contains("symbolic link")),
+            "{:?}",
+            p.action
+        );
         assert!(apply(&p).is_err());
         assert!(write_atomically(&link, b"x", 0o644).is_err());
         assert_eq!(std::fs::read(&target).unwrap(), b"edited");

@@ -42,14 +42,26 @@ pub struct Options {
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
     /// The kubelet's --image-credential-provider-bin-dir, on the node.
-    #[arg(long, value_name = "DIR", default_value = "/usr/libexec/kubernetes/credential-providers")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/usr/libexec/kubernetes/credential-providers"
+    )]
     pub bin_dir: PathBuf,
     /// Where the host config and plugins go, on the node.
-    #[arg(long, value_name = "DIR", default_value = "/etc/kubernetes/wasm-credential-provider")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/etc/kubernetes/wasm-credential-provider"
+    )]
     pub config_dir: PathBuf,
     /// The kubelet's --image-credential-provider-config file, on the node
     /// (merged: its other providers stay).
-    #[arg(long, value_name = "FILE", default_value = "/etc/kubernetes/image-credential-provider-config.yaml")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/kubernetes/image-credential-provider-config.yaml"
+    )]
     pub kubelet_config: PathBuf,
     /// The provider entry's name: the exec binary's name in the bin dir.
     #[arg(long, value_name = "NAME", default_value = "wasm-credential-provider")]
@@ -92,7 +104,10 @@ pub fn run(options: &Options) -> Result<()> {
         ("--kubelet-config", &options.kubelet_config),
     ] {
         if !path.is_absolute() {
-            bail!("{flag} {} must be an absolute path on the node", path.display());
+            bail!(
+                "{flag} {} must be an absolute path on the node",
+                path.display()
+            );
         }
     }
     let manifest_node = options.config_dir.join(MANIFEST_NAME);
@@ -167,9 +182,13 @@ fn print_flags(options: &Options, kubelet_changed: bool) {
         options.bin_dir.display()
     );
     if kubelet_changed {
-        println!("kubelet restart: needed (the kubelet reads its credential provider config only at startup)");
+        println!(
+            "kubelet restart: needed (the kubelet reads its credential provider config only at startup)"
+        );
     } else {
-        println!("kubelet restart: not needed (its credential provider config is unchanged; binaries, plugins and the host config are read at every exec)");
+        println!(
+            "kubelet restart: not needed (its credential provider config is unchanged; binaries, plugins and the host config are read at every exec)"
+        );
     }
 }
 
@@ -182,7 +201,13 @@ fn plan(options: &Options, manifest: &Manifest) -> Result<(Vec<Planned>, bool)> 
     let given_dir = options
         .config
         .parent()
-        .map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d })
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
         .unwrap_or(Path::new("."));
     let given = HostConfig::parse(&given_text, given_dir)
         .with_context(|| format!("invalid host config {}", options.config.display()))?;
@@ -222,7 +247,10 @@ fn plan(options: &Options, manifest: &Manifest) -> Result<(Vec<Planned>, bool)> 
         0o600,
     );
     let this = std::env::current_exe().context("cannot find this binary")?;
-    let compiler = options.compiler_binary.clone().unwrap_or_else(|| this.clone());
+    let compiler = options
+        .compiler_binary
+        .clone()
+        .unwrap_or_else(|| this.clone());
     let exec = options.exec_binary.clone().unwrap_or(this);
     for (name, binary) in [(COMPILER_NAME, &compiler), (options.name.as_str(), &exec)] {
         let bytes = std::fs::read(binary)
@@ -236,7 +264,9 @@ fn plan(options: &Options, manifest: &Manifest) -> Result<(Vec<Planned>, bool)> 
     let existing = match std::fs::read_to_string(&kubelet_target) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", kubelet_target.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read {}", kubelet_target.display()));
+        }
     };
     let as_json = options
         .kubelet_config
@@ -244,7 +274,11 @@ fn plan(options: &Options, manifest: &Manifest) -> Result<(Vec<Planned>, bool)> 
         .is_some_and(|e| e == "json");
     // The manifest keeps the digest of the entry, not of the whole file:
     // the other providers are not the installer's.
-    let entry_key = format!("{}#providers[{}]", options.kubelet_config.display(), options.name);
+    let entry_key = format!(
+        "{}#providers[{}]",
+        options.kubelet_config.display(),
+        options.name
+    );
     let entry_digest = files::digest(entry.to_value().to_string().as_bytes());
     let merged = merge_kubelet_config(existing.as_deref(), &entry, as_json)
         .with_context(|| format!("cannot merge into {}", kubelet_target.display()))?;
@@ -348,7 +382,11 @@ fn provider_entry_for(options: &Options, host: &HostConfig) -> Result<ProviderEn
         name: options.name.clone(),
         match_images,
         default_cache_duration: options.default_cache_duration.clone(),
-        host_config: options.config_dir.join(HOST_CONFIG_NAME).display().to_string(),
+        host_config: options
+            .config_dir
+            .join(HOST_CONFIG_NAME)
+            .display()
+            .to_string(),
         token,
     })
 }

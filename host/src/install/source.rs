@@ -16,7 +16,9 @@ impl PluginSource {
     /// Reads a `module` value; `base` is the given host config's directory.
     pub fn parse(module: &str, base: &Path) -> Result<Self> {
         if let Some((scheme, _)) = module.split_once("://") {
-            bail!("module {module:?}: {scheme}:// plugin references are not supported by install yet; give a local .wasm file");
+            bail!(
+                "module {module:?}: {scheme}:// plugin references are not supported by install yet; give a local .wasm file"
+            );
         }
         let path = Path::new(module);
         Ok(Self::File(if path.is_absolute() {
@@ -39,7 +41,8 @@ impl PluginSource {
                         crate::module::MAX_MODULE_BYTES
                     );
                 }
-                std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read plugin {}", path.display()))
             }
         }
     }
@@ -68,6 +71,10 @@ mod tests {
             PluginSource::File("/abs/a.wasm".into())
         );
         let err = PluginSource::parse("oci://ghcr.io/x/y:1", Path::new("/")).unwrap_err();
-        assert!(err.to_string().contains("oci:// plugin references are not supported"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("oci:// plugin references are not supported"),
+            "{err}"
+        );
     }
 }
