@@ -72,7 +72,7 @@ fn agreeing_configs_pass_once_the_plugins_are_precompiled() {
     assert_eq!(lines.len(), 1, "{}", out.stdout);
     assert!(
         lines[0].starts_with(&format!(
-            "{}:5: warning: plugins[0].module:",
+            "{}:8: warning: plugins[0].module:",
             host.display()
         )),
         "{}",
@@ -117,37 +117,41 @@ fn a_broken_pair_reports_everything_at_once() {
             "{k}:4: error: providers[0].defaultCacheDuration: defaultCacheDuration: Required value"
         ),
         format!(
-            "{k}:10: error: providers[0].tokenAttributes.requiredServiceAccountAnnotationKeys: requiredServiceAccountAnnotationKeys: Forbidden: requireServiceAccount cannot be false"
+            "{k}:11: error: providers[0].tokenAttributes.requiredServiceAccountAnnotationKeys: requiredServiceAccountAnnotationKeys: Forbidden: requireServiceAccount cannot be false"
         ),
         format!(
-            "{k}:12: error: providers[1].name: name: Duplicate value: \"wasm-credential-provider\""
+            "{k}:13: error: providers[1].name: name: Duplicate value: \"wasm-credential-provider\""
         ),
         format!(
-            "{k}:13: error: providers[1].apiVersion: apiVersion: Unsupported value: \"credentialprovider.kubelet.k8s.io/v1alpha0\""
+            "{k}:14: error: providers[1].apiVersion: apiVersion: Unsupported value: \"credentialprovider.kubelet.k8s.io/v1alpha0\""
         ),
         format!(
-            "{h}:7: error: plugins[0].sha256: plugin \"static\": module {} has sha256",
+            "{h}:11: error: plugins[0].sha256: plugin \"static\": module {} has sha256",
             artifacts::STATIC_PLUGIN
         ),
+        format!("{h}:13: warning: plugins[1].module: plugin \"team\": no precompiled artifact"),
         format!(
-            "{h}:15: warning: plugins[2].grants: plugin \"ecr\" is granted what it does not declare (withheld): env HOME"
+            "{h}:19: warning: plugins[2].grants: plugin \"ecr\" declares outbound destinations but is granted none"
         ),
-        format!("{h}:14: warning: plugins[2].module: plugin \"ecr\": no precompiled artifact"),
+        format!(
+            "{h}:19: warning: plugins[2].grants: plugin \"ecr\" is granted what it does not declare (withheld): env HOME"
+        ),
+        format!("{h}:17: warning: plugins[2].module: plugin \"ecr\": no precompiled artifact"),
         format!("{h}:25: error: plugins[3].module: plugin \"gone\": cannot read module"),
         format!(
-            "{h}:6: error: plugins[0].matchImages[1]: plugin \"static\": no image of \"elsewhere.com\" matches providers[0] (wasm-credential-provider): the kubelet never execs the host for them"
+            "{h}:9: error: plugins[0].matchImages[1]: plugin \"static\": no image of \"elsewhere.com\" matches providers[0] (wasm-credential-provider): the kubelet never execs the host for them"
         ),
         format!(
-            "{h}:12: error: plugins[1].matchImages[0]: plugin \"team\": no image of \"registry.io/team\" matches providers[0]"
+            "{h}:14: error: plugins[1].matchImages[0]: plugin \"team\": no image of \"registry.io/team\" matches providers[0]"
         ),
         format!(
-            "{k}:5: warning: providers[0].matchImages[3]: no plugin of the host config serves images of \"nobody.io\""
+            "{k}:6: warning: providers[0].matchImages[3]: no plugin of the host config serves images of \"nobody.io\""
         ),
         format!(
-            "{h}:21: error: plugins[2].cache.tokenCacheType: plugin \"ecr\" may answer with the token itself (tokenCacheType: Token), but providers[0] caches per service account"
+            "{h}:23: error: plugins[2].cache.tokenCacheType: plugin \"ecr\" may answer with the token itself (tokenCacheType: Token), but providers[0] caches per service account"
         ),
         format!(
-            "{k}:9: warning: providers[0].tokenAttributes.requireServiceAccount: requireServiceAccount is false"
+            "{k}:10: warning: providers[0].tokenAttributes.requireServiceAccount: requireServiceAccount is false"
         ),
     ];
     let lines = findings(&out);
@@ -167,7 +171,7 @@ fn a_broken_pair_reports_everything_at_once() {
         .count();
     assert_eq!(fixes, lines.len());
     assert!(
-        out.stdout.ends_with("check: 9 error(s), 4 warning(s)\n"),
+        out.stdout.ends_with("check: 9 error(s), 6 warning(s)\n"),
         "{}",
         out.stdout
     );
@@ -175,7 +179,7 @@ fn a_broken_pair_reports_everything_at_once() {
     assert_eq!(stderr.len(), 1, "{}", out.stderr);
     assert!(
         stderr[0].starts_with(
-            "wasm-credential-provider: error: check found 9 error(s) and 4 warning(s)"
+            "wasm-credential-provider: error: check found 9 error(s) and 6 warning(s)"
         ),
         "{}",
         out.stderr
@@ -196,7 +200,7 @@ fn a_broken_pair_reports_everything_at_once() {
 fn the_token_the_plugin_needs_is_never_sent() {
     let ws = Workspace::new();
     let host = ws.config(&format!(
-        "  - name: ecr\n    module: {}\n    matchImages: [\"*.dkr.ecr.us-east-1.amazonaws.com\"]\n    grants: {{serviceAccountToken: true}}\n",
+        "  - name: ecr\n    module: {}\n    matchImages: [\"*.dkr.ecr.us-east-1.amazonaws.com\"]\n    grants: {{serviceAccountToken: true, outbound: [\"https://sts.us-east-1.amazonaws.com\"]}}\n",
         artifacts::ECR_PLUGIN
     ));
     host_command(&host, &["compile"]);
@@ -205,7 +209,7 @@ fn the_token_the_plugin_needs_is_never_sent() {
     assert!(!out.success);
     let lines = findings(&out);
     assert_eq!(lines.len(), 1, "{}", out.stdout);
-    assert!(lines[0].starts_with(&format!("{}:5: error: plugins[0]: plugin \"ecr\" is granted the service-account token, but providers[0] has no tokenAttributes", host.display())), "{}", lines[0]);
+    assert!(lines[0].starts_with(&format!("{}:7: error: plugins[0]: plugin \"ecr\" is granted the service-account token, but providers[0] has no tokenAttributes", host.display())), "{}", lines[0]);
     // With tokenAttributes the pair agrees; tokenAttributes nobody uses is a warning.
     let attributes = "    tokenAttributes: {serviceAccountTokenAudience: sts.amazonaws.com, cacheType: ServiceAccount, requireServiceAccount: true}\n";
     let kubelet = provider(
@@ -226,7 +230,7 @@ fn the_token_the_plugin_needs_is_never_sent() {
     let lines = findings(&out);
     assert_eq!(lines.len(), 1, "{}", out.stdout);
     assert!(
-        lines[0].contains(":6: warning: providers[0].tokenAttributes: no plugin is granted"),
+        lines[0].contains(":9: warning: providers[0].tokenAttributes: no plugin is granted"),
         "{}",
         lines[0]
     );
@@ -306,7 +310,7 @@ fn unreadable_and_malformed_files() {
     assert_eq!(lines.len(), 2, "{}", out.stdout);
     assert!(
         lines[0].starts_with(&format!(
-            "{}:10: error: plugins[0].matchImages[0]: ",
+            "{}:9: error: plugins[0].matchImages[0]: invalid pattern ",
             bad_host.display()
         )),
         "{}",
@@ -314,7 +318,7 @@ fn unreadable_and_malformed_files() {
     );
     assert!(
         lines[1].starts_with(&format!(
-            "{}:11: error: plugins[0].limits.timeout: ",
+            "{}:10: error: plugins[0].limits.timeout: 90s must be more than 0s",
             bad_host.display()
         )),
         "{}",

@@ -200,7 +200,7 @@ fn findings(inputs: &Inputs<'_>, kubelet_text: &str, host_text: &str) -> Finding
                 findings.error(
                     File::Host,
                     problem.path(),
-                    format!("{problem}"),
+                    problem.message(),
                     "see \"Host config reference\" in the README",
                 );
             }
@@ -312,22 +312,25 @@ fn module_findings(
             "build it with wcp_guest_sdk::declare_capabilities!",
         );
     }
+    // What the operator narrowed (a declared wildcard granted for one
+    // region, an optional variable or endpoint left out) is no finding:
+    // `inspect` lists it. Reported: a plugin that can reach nothing, a token
+    // it asks for and is not given, and grants it never uses.
     let differences = Permissions::new(&declaration, &plugin.grant, &BTreeMap::new()).differences();
-    // Config keys are optional by nature: an unset one is no finding.
-    let missing: Vec<&String> = differences
-        .declared_not_granted
-        .iter()
-        .filter(|d| !d.starts_with("config "))
-        .collect();
-    if !missing.is_empty() {
+    if !declaration.outbound.is_empty() && plugin.grant.outbound.destinations.is_empty() {
         findings.warning(
             H,
             format!("plugins[{i}].grants"),
-            format!(
-                "plugin {name:?} declares what it is not granted (denied when used): {}",
-                list(&missing)
-            ),
-            format!("grant what the plugin needs under plugins[{i}].grants (`inspect --config` shows both)"),
+            format!("plugin {name:?} declares outbound destinations but is granted none: every request it makes is denied"),
+            format!("grant the destinations it needs under plugins[{i}].grants.outbound (`inspect --config` lists what it declares)"),
+        );
+    }
+    if declaration.service_account_token && !plugin.grant.service_account_token {
+        findings.warning(
+            H,
+            format!("plugins[{i}].grants"),
+            format!("plugin {name:?} declares the service-account token but is not granted it: the host withholds it"),
+            format!("set plugins[{i}].grants.serviceAccountToken: true if the plugin should act as the pod"),
         );
     }
     if !differences.granted_not_declared.is_empty() {
@@ -336,7 +339,7 @@ fn module_findings(
             format!("plugins[{i}].grants"),
             format!(
                 "plugin {name:?} is granted what it does not declare (withheld): {}",
-                list(&differences.granted_not_declared.iter().collect::<Vec<_>>())
+                differences.granted_not_declared.join(", ")
             ),
             "remove those grants: a grant the component does not declare is never usable",
         );
