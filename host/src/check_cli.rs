@@ -348,14 +348,6 @@ fn module_findings(
     Some(declaration)
 }
 
-fn list(items: &[&String]) -> String {
-    items
-        .iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// A verified precompiled artifact for the module, so that no exec has to
 /// compile. Looked up without creating anything.
 fn artifact_findings(
