@@ -18,12 +18,96 @@ pub struct Planned {
     pub node_path: PathBuf,
     /// The path as this process reaches it (below `--root`).
     pub target: PathBuf,
-    pub content: Vec<u8>,
+    pub content: Content,
     pub mode: u32,
     pub action: Action,
     /// What the manifest records for it: key and digest (the node path and
     /// the content's digest, but for the kubelet config the provider entry).
     pub record: (String, String),
+}
+
+/// What a file is to hold: bytes made here (configs), or a file copied as
+/// it is (binaries, hundreds of MB in a debug build: streamed, never held).
+pub enum Content {
+    Bytes(Vec<u8>),
+    Copy {
+        from: PathBuf,
+        len: u64,
+        sha256: String,
+    },
+}
+
+impl Content {
+    /// `from`, digested now; it is copied when applied.
+    pub fn copy_of(from: &Path) -> Result<Self> {
+        let mut file =
+            std::fs::File::open(from).with_context(|| format!("cannot read {}", from.display()))?;
+        let len = file.metadata()?.len();
+        let sha256 =
+            digest_reader(&mut file).with_context(|| format!("cannot read {}", from.display()))?;
+        Ok(Self::Copy {
+            from: from.to_path_buf(),
+            len,
+            sha256,
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        match self {
+            Content::Bytes(bytes) => bytes.len() as u64,
+            Content::Copy { len, .. } => *len,
+        }
+    }
+
+    pub fn digest(&self) -> String {
+        match self {
+            Content::Bytes(bytes) => digest(bytes),
+            Content::Copy { sha256, .. } => sha256.clone(),
+        }
+    }
+
+    fn write_to(&self, file: &mut std::fs::File) -> Result<()> {
+        match self {
+            Content::Bytes(bytes) => file.write_all(bytes)?,
+            Content::Copy { from, sha256, .. } => {
+                let mut source = std::fs::File::open(from)
+                    .with_context(|| format!("cannot read {}", from.display()))?;
+                let mut hashing = HashingWriter {
+                    inner: file,
+                    hasher: Sha256::new(),
+                };
+                std::io::copy(&mut source, &mut hashing)?;
+                // The source must not change between plan and copy.
+                if hex::encode(hashing.hasher.finalize()) != *sha256 {
+                    bail!("{} changed while it was being installed", from.display());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct HashingWriter<'a> {
+    inner: &'a mut std::fs::File,
+    hasher: Sha256,
+}
+
+impl Write for HashingWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(bytes)?;
+        self.hasher.update(&bytes[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn digest_reader(reader: &mut impl std::io::Read) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    std::io::copy(reader, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// What installing a [`Planned`] file does.
@@ -95,7 +179,7 @@ pub fn refuse_symlink(path: &Path) -> Result<()> {
 pub fn plan(
     node_path: PathBuf,
     target: PathBuf,
-    content: Vec<u8>,
+    content: Content,
     mode: u32,
     manifest: &Manifest,
     force: bool,
@@ -104,7 +188,7 @@ pub fn plan(
         Ok(action) => action,
         Err(e) => Action::Refuse(format!("{e:#}")),
     };
-    let record = (node_path.display().to_string(), digest(&content));
+    let record = (node_path.display().to_string(), content.digest());
     Planned {
         node_path,
         target,
@@ -118,7 +202,7 @@ pub fn plan(
 fn action(
     node_path: &Path,
     target: &Path,
-    content: &[u8],
+    content: &Content,
     mode: u32,
     manifest: &Manifest,
     force: bool,
@@ -132,16 +216,17 @@ fn action(
     if !meta.is_file() {
         bail!("{} exists and is not a regular file", target.display());
     }
-    let current =
-        std::fs::read(target).with_context(|| format!("cannot read {}", target.display()))?;
-    if current == content {
+    let current = std::fs::File::open(target)
+        .and_then(|mut f| digest_reader(&mut f))
+        .with_context(|| format!("cannot read {}", target.display()))?;
+    if current == content.digest() {
         return Ok(if meta.permissions().mode() & 0o7777 == mode {
             Action::Unchanged
         } else {
             Action::Chmod
         });
     }
-    let ours = manifest.files.get(&node_path.display().to_string()) == Some(&digest(&current));
+    let ours = manifest.files.get(&node_path.display().to_string()) == Some(&current);
     if ours || force {
         Ok(Action::Update)
     } else if manifest
@@ -172,7 +257,7 @@ pub fn apply(planned: &Planned) -> Result<()> {
 
 /// Writes `content` to `target` by rename, so that a kubelet exec (or a
 /// reader of the config) sees the old file or the new one, never a part.
-pub fn write_atomically(target: &Path, content: &[u8], mode: u32) -> Result<()> {
+pub fn write_atomically(target: &Path, content: &Content, mode: u32) -> Result<()> {
     let dir = target
         .parent()
         .with_context(|| format!("{} has no directory", target.display()))?;
@@ -195,7 +280,7 @@ pub fn write_atomically(target: &Path, content: &[u8], mode: u32) -> Result<()> 
             .mode(mode)
             .open(&temporary)
             .with_context(|| format!("cannot create {}", temporary.display()))?;
-        file.write_all(content)?;
+        content.write_to(&mut file)?;
         // The umask may have narrowed the mode at creation.
         file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         file.sync_all()?;
@@ -223,7 +308,7 @@ mod tests {
         let p = plan(
             node.clone(),
             target.clone(),
-            b"one".to_vec(),
+            Content::Bytes(b"one".to_vec()),
             0o644,
             &manifest,
             false,
@@ -238,7 +323,7 @@ mod tests {
         let p = plan(
             node.clone(),
             target.clone(),
-            b"one".to_vec(),
+            Content::Bytes(b"one".to_vec()),
             0o644,
             &manifest,
             false,
@@ -248,7 +333,7 @@ mod tests {
             plan(
                 node.clone(),
                 target.clone(),
-                b"one".to_vec(),
+                Content::Bytes(b"one".to_vec()),
                 0o600,
                 &manifest,
                 false
@@ -260,7 +345,7 @@ mod tests {
         let p = plan(
             node.clone(),
             target.clone(),
-            b"two".to_vec(),
+            Content::Bytes(b"two".to_vec()),
             0o644,
             &manifest,
             false,
@@ -274,7 +359,7 @@ mod tests {
             plan(
                 node.clone(),
                 target.clone(),
-                b"two".to_vec(),
+                Content::Bytes(b"two".to_vec()),
                 0o644,
                 &manifest,
                 true
@@ -290,7 +375,7 @@ mod tests {
             plan(
                 node.clone(),
                 target.clone(),
-                b"two".to_vec(),
+                Content::Bytes(b"two".to_vec()),
                 0o644,
                 &manifest,
                 false
@@ -303,7 +388,7 @@ mod tests {
         let p = plan(
             node.clone(),
             target.clone(),
-            b"two".to_vec(),
+            Content::Bytes(b"two".to_vec()),
             0o644,
             &manifest,
             false,
@@ -319,7 +404,7 @@ mod tests {
         let p = plan(
             "/link".into(),
             link.clone(),
-            b"x".to_vec(),
+            Content::Bytes(b"x".to_vec()),
             0o644,
             &manifest,
             true,
@@ -330,8 +415,19 @@ mod tests {
             p.action
         );
         assert!(apply(&p).is_err());
-        assert!(write_atomically(&link, b"x", 0o644).is_err());
+        assert!(write_atomically(&link, &Content::Bytes(b"x".to_vec()), 0o644).is_err());
         assert_eq!(std::fs::read(&target).unwrap(), b"edited");
+        // A copied file is streamed and checked against its digest.
+        let from = dir.join("from");
+        std::fs::write(&from, b"binary").unwrap();
+        let copy = Content::copy_of(&from).unwrap();
+        assert_eq!(copy.digest(), digest(b"binary"));
+        let to = dir.join("bin/to");
+        write_atomically(&to, &copy, 0o755).unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"binary");
+        std::fs::write(&from, b"swapped").unwrap();
+        assert!(write_atomically(&to, &copy, 0o755).is_err());
+        assert_eq!(std::fs::read(&to).unwrap(), b"binary");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -17,7 +17,7 @@ mod source;
 
 use crate::check_cli::{self, under_root};
 use anyhow::{Context, Result, bail};
-use files::{Action, Manifest, Planned};
+use files::{Action, Content, Manifest, Planned};
 use source::PluginSource;
 use std::path::{Path, PathBuf};
 use wcp_core::cache_key::TokenCacheType;
@@ -110,6 +110,13 @@ pub fn run(options: &Options) -> Result<()> {
             );
         }
     }
+    // The name becomes a file in the bin dir: the kubelet's own rules.
+    let name = &options.name;
+    if name.is_empty() || name.contains(['/', ' ']) || name == "." || name == ".." {
+        bail!(
+            "--name {name:?}: a provider name is not empty and has no '/' or space and is not '.' or '..'"
+        );
+    }
     let manifest_node = options.config_dir.join(MANIFEST_NAME);
     let manifest = Manifest::load(&under_root(root, &manifest_node))?;
     let (planned, kubelet_changed) = plan(options, &manifest)?;
@@ -126,7 +133,7 @@ pub fn run(options: &Options) -> Result<()> {
                 action.word(),
                 p.node_path.display(),
                 p.mode,
-                p.content.len()
+                p.content.size()
             ),
         }
     }
@@ -153,7 +160,11 @@ pub fn run(options: &Options) -> Result<()> {
         next.files.insert(p.record.0.clone(), p.record.1.clone());
     }
     if changes > 0 {
-        files::write_atomically(&under_root(root, &manifest_node), &next.to_bytes(), 0o600)?;
+        files::write_atomically(
+            &under_root(root, &manifest_node),
+            &Content::Bytes(next.to_bytes()),
+            0o600,
+        )?;
     }
     println!("{changes} file(s) changed");
     let host_config = under_root(root, &options.config_dir.join(HOST_CONFIG_NAME));
@@ -196,7 +207,7 @@ fn print_flags(options: &Options, kubelet_changed: bool) {
 fn plan(options: &Options, manifest: &Manifest) -> Result<(Vec<Planned>, bool)> {
     let root = options.root.as_path();
     let force = options.force;
-    let given_text = std::fs::read_to_string(&options.config)
+    let given_text = read_config(&options.config, "host config")?
         .with_context(|| format!("cannot read host config {}", options.config.display()))?;
     let given_dir = options
         .config
@@ -213,7 +224,7 @@ fn plan(options: &Options, manifest: &Manifest) -> Result<(Vec<Planned>, bool)> 
         .with_context(|| format!("invalid host config {}", options.config.display()))?;
     let raw_modules = raw_modules(&given_text)?;
     let mut planned = Vec::new();
-    let mut at = |node_path: PathBuf, content: Vec<u8>, mode: u32| {
+    let mut at = |node_path: PathBuf, content: Content, mode: u32| {
         let target = under_root(root, &node_path);
         planned.push(files::plan(
             node_path, target, content, mode, manifest, force,
@@ -236,14 +247,18 @@ fn plan(options: &Options, manifest: &Manifest) -> Result<(Vec<Planned>, bool)> 
             );
         }
         let relative = format!("plugins/{}.wasm", plugin.name);
-        at(options.config_dir.join(&relative), bytes, 0o644);
+        at(
+            options.config_dir.join(&relative),
+            Content::Bytes(bytes),
+            0o644,
+        );
         modules.push(relative);
         digests.push(sha256);
     }
     let host_text = wcp_core::install::rewrite_host_config(&given_text, &modules, &digests)?;
     at(
         options.config_dir.join(HOST_CONFIG_NAME),
-        host_text.into_bytes(),
+        Content::Bytes(host_text.into_bytes()),
         0o600,
     );
     let this = std::env::current_exe().context("cannot find this binary")?;
@@ -253,21 +268,15 @@ fn plan(options: &Options, manifest: &Manifest) -> Result<(Vec<Planned>, bool)> 
         .unwrap_or_else(|| this.clone());
     let exec = options.exec_binary.clone().unwrap_or(this);
     for (name, binary) in [(COMPILER_NAME, &compiler), (options.name.as_str(), &exec)] {
-        let bytes = std::fs::read(binary)
+        let content = Content::copy_of(binary)
             .with_context(|| format!("cannot read binary {}", binary.display()))?;
-        at(options.bin_dir.join(name), bytes, 0o755);
+        at(options.bin_dir.join(name), content, 0o755);
     }
     // The kubelet config, merged.
     let entry = provider_entry_for(options, &given)?;
     let kubelet_target = under_root(root, &options.kubelet_config);
     files::refuse_symlink(&kubelet_target)?;
-    let existing = match std::fs::read_to_string(&kubelet_target) {
-        Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot read {}", kubelet_target.display()));
-        }
-    };
+    let existing = read_config(&kubelet_target, "kubelet config")?;
     let as_json = options
         .kubelet_config
         .extension()
@@ -288,7 +297,7 @@ fn plan(options: &Options, manifest: &Manifest) -> Result<(Vec<Planned>, bool)> 
             let mut p = files::plan(
                 options.kubelet_config.clone(),
                 kubelet_target,
-                existing.unwrap_or_default().into_bytes(),
+                Content::Bytes(existing.unwrap_or_default().into_bytes()),
                 0o644,
                 manifest,
                 true,
@@ -300,7 +309,7 @@ fn plan(options: &Options, manifest: &Manifest) -> Result<(Vec<Planned>, bool)> 
             let mut p = files::plan(
                 options.kubelet_config.clone(),
                 kubelet_target,
-                text.into_bytes(),
+                Content::Bytes(text.into_bytes()),
                 0o644,
                 manifest,
                 true,
@@ -326,6 +335,24 @@ fn plan(options: &Options, manifest: &Manifest) -> Result<(Vec<Planned>, bool)> 
     p.record = (entry_key, entry_digest);
     planned.push(p);
     Ok((planned, kubelet_changed))
+}
+
+/// A config file's text, bounded like every config the host reads;
+/// `None` if there is none.
+fn read_config(path: &Path, what: &str) -> Result<Option<String>> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {what} {}", path.display())),
+        Ok(meta) if meta.len() > wcp_core::config::MAX_CONFIG_BYTES => bail!(
+            "{what} {} is larger than {} bytes",
+            path.display(),
+            wcp_core::config::MAX_CONFIG_BYTES
+        ),
+        Ok(_) => {}
+    }
+    std::fs::read_to_string(path)
+        .map(Some)
+        .with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
 /// The `module` values as written (before path resolution).
