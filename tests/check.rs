@@ -354,3 +354,46 @@ fn hostile_text_in_the_configs_is_escaped() {
     }
     assert!(out.stdout.contains("Unsupported value"), "{}", out.stdout);
 }
+
+/// A kubelet config built to explode when aliases are expanded (and a
+/// deeply nested one) ends in one clear finding, quickly.
+#[test]
+fn alias_bombs_and_deep_nesting_are_bounded() {
+    let ws = Workspace::new();
+    let host = ws.config(&static_plugin("static", "[\"*.registry.io\"]"));
+    let mut bomb = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+    {
+        bomb.push_str(&format!("{name}: &{name} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
+    }
+    bomb.push_str(
+        "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders: []\n",
+    );
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    for text in [bomb, deep] {
+        let kubelet = ws.write("kubelet.yaml", text);
+        let started = std::time::Instant::now();
+        let out = check(&kubelet, &host, &[]);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!out.success);
+        let lines = findings(&out);
+        assert!(!lines.is_empty(), "{}", out.stdout);
+        assert!(
+            lines[0].starts_with(&format!(
+                "{}: error: strict decoding error: ",
+                kubelet.display()
+            )),
+            "{}",
+            lines[0]
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    }
+}
