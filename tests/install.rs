@@ -127,6 +127,8 @@ fn installs_idempotently_under_a_root() {
         format!("  create     /{BIN_DIR}/wasm-credential-provider-compile (755, "),
         format!("  create     /{BIN_DIR}/wasm-credential-provider (755, "),
         format!("  update     /{KUBELET_CONFIG} (644, "),
+        format!("provider entry for /{KUBELET_CONFIG}:\n"),
+        format!("args:\n- --config\n- /{CONFIG_DIR}/host.yaml\n"),
         "dry run: 5 file(s) would change".to_string(),
         format!("  --image-credential-provider-config=/{KUBELET_CONFIG}"),
         format!("  --image-credential-provider-bin-dir=/{BIN_DIR}"),

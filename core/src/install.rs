@@ -119,6 +119,11 @@ pub fn merge_kubelet_config(
     Ok(Merge::Changed { text, previous })
 }
 
+/// `value` as YAML text.
+pub fn to_yaml(value: &Value) -> Result<String> {
+    Ok(serde_yaml_ng::to_string(value)?)
+}
+
 /// A YAML (or JSON) text as a JSON value.
 pub fn yaml_value(text: &str) -> Result<Value> {
     serde_yaml_ng::from_str(text).context("not YAML")

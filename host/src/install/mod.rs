@@ -149,6 +149,15 @@ pub fn run(options: &Options) -> Result<()> {
         .filter(|p| p.action != Action::Unchanged)
         .count();
     if options.dry_run {
+        if kubelet_changed {
+            // The one change to a file the installer shares with others.
+            let entry = provider_entry_for(options, &given_config(options)?)?;
+            println!(
+                "provider entry for {}:\n{}",
+                options.kubelet_config.display(),
+                wcp_core::install::to_yaml(&entry.to_value())?.trim_end()
+            );
+        }
         println!("dry run: {changes} file(s) would change; then precompile the plugins and check");
         print_flags(options, kubelet_changed);
         return Ok(());
@@ -335,6 +344,24 @@ fn plan(options: &Options, manifest: &Manifest) -> Result<(Vec<Planned>, bool)> 
     p.record = (entry_key, entry_digest);
     planned.push(p);
     Ok((planned, kubelet_changed))
+}
+
+fn given_text(options: &Options) -> Result<String> {
+    read_config(&options.config, "host config")?
+        .with_context(|| format!("cannot read host config {}", options.config.display()))
+}
+
+fn given_dir(options: &Options) -> &Path {
+    match options.config.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// The host config given to install, validated.
+fn given_config(options: &Options) -> Result<HostConfig> {
+    HostConfig::parse(&given_text(options)?, given_dir(options))
+        .with_context(|| format!("invalid host config {}", options.config.display()))
 }
 
 /// A config file's text, bounded like every config the host reads;
