@@ -65,8 +65,9 @@ impl CachePolicy {
             return Ok(());
         }
         if let Some(found) = token_echo::find(&answer.auth, token) {
+            // The one fix, spelled out: pass-through registries need both.
             bail!(
-                "plugin returned {found}, which is only allowed with cache.tokenCacheType: Token (and kubelet tokenAttributes.cacheType: Token)"
+                "plugin returned {found}; an answer that carries the token is cached per token only: set `cache: {{tokenCacheType: Token}}` on this plugin in the host config and `tokenAttributes.cacheType: Token` on the kubelet's CredentialProviderConfig entry that execs this host"
             );
         }
         Ok(())
@@ -118,6 +119,11 @@ mod tests {
             .to_string();
         assert!(err.contains("password of auth entry 1"), "{err}");
         assert!(!err.contains("the-token"), "{err}");
+        assert!(
+            err.contains("set `cache: {tokenCacheType: Token}` on this plugin")
+                && err.contains("`tokenAttributes.cacheType: Token`"),
+            "{err}"
+        );
         let mut username = answer.clone();
         username.auth[0].password = "p".into();
         username.auth[0].username = "the-token".into();

@@ -80,6 +80,13 @@ pub struct Declaration {
     pub env: Vec<String>,
     #[serde(default)]
     pub service_account_token: bool,
+    /// Typed config keys (`"answer.password": "jsonPointer"`), which the host
+    /// checks against the operator's config when it loads the plugin.
+    #[serde(default)]
+    pub config_types: std::collections::BTreeMap<String, String>,
+    /// The host refuses any config key the plugin does not declare.
+    #[serde(default)]
+    pub strict_config: bool,
 }
 
 impl Declaration {
@@ -92,6 +99,7 @@ impl Declaration {
     /// `config:<key>` of an `outbound` entry.
     pub fn declares_config_key(&self, key: &str) -> bool {
         self.config.iter().any(|k| k == key)
+            || self.config_types.contains_key(key)
             || self
                 .outbound
                 .iter()
@@ -146,8 +154,10 @@ pub const fn __check(json: &[u8]) {
                 panic!("capabilities.json: expected ':' after a field name");
             }
             i = skip_ws(json, i + 1);
-            i = if field == 3 {
+            i = if field == 3 || field == 5 {
                 boolean(json, i)
+            } else if field == 4 {
+                config_types(json, i)
             } else {
                 list(json, i, field)
             };
@@ -209,9 +219,14 @@ const fn eq(json: &[u8], start: usize, end: usize, word: &[u8]) -> bool {
     true
 }
 
-/// 0 outbound, 1 config, 2 env, 3 serviceAccountToken.
+/// 0 outbound, 1 config, 2 env, 3 serviceAccountToken, 4 configTypes,
+/// 5 strictConfig.
 const fn field_of(json: &[u8], start: usize, end: usize) -> u8 {
-    if eq(json, start, end, b"outbound") {
+    if eq(json, start, end, b"configTypes") {
+        4
+    } else if eq(json, start, end, b"strictConfig") {
+        5
+    } else if eq(json, start, end, b"outbound") {
         0
     } else if eq(json, start, end, b"config") {
         1
@@ -221,7 +236,7 @@ const fn field_of(json: &[u8], start: usize, end: usize) -> u8 {
         3
     } else {
         panic!(
-            "capabilities.json: unknown field; the fields are outbound, config, env and serviceAccountToken"
+            "capabilities.json: unknown field; the fields are outbound, config, env, serviceAccountToken, configTypes and strictConfig"
         )
     }
 }
@@ -232,7 +247,7 @@ const fn boolean(json: &[u8], i: usize) -> usize {
     } else if i + 5 <= json.len() && eq(json, i, i + 5, b"false") {
         i + 5
     } else {
-        panic!("capabilities.json: serviceAccountToken must be true or false")
+        panic!("capabilities.json: serviceAccountToken and strictConfig must be true or false")
     }
 }
 
@@ -264,6 +279,60 @@ const fn list(json: &[u8], i: usize, field: u8) -> usize {
         } else {
             panic!("capabilities.json: expected ',' or ']' in a list");
         }
+    }
+}
+
+/// `configTypes`: an object of config key to type. The type's head word is
+/// checked here; the host checks the rest when it loads the component.
+const fn config_types(json: &[u8], i: usize) -> usize {
+    if i >= json.len() || json[i] != b'{' {
+        panic!("capabilities.json: configTypes must be an object of config key to type");
+    }
+    let mut i = skip_ws(json, i + 1);
+    if i < json.len() && json[i] == b'}' {
+        return i + 1;
+    }
+    let mut count = 0;
+    loop {
+        let (start, end) = string(json, i);
+        check_config_key(json, start, end);
+        i = skip_ws(json, end + 1);
+        if i >= json.len() || json[i] != b':' {
+            panic!("capabilities.json: expected ':' after a configTypes key");
+        }
+        let (start, end) = string(json, skip_ws(json, i + 1));
+        check_config_type(json, start, end);
+        count += 1;
+        if count > 64 {
+            panic!("capabilities.json: at most 64 configTypes");
+        }
+        i = skip_ws(json, end + 1);
+        if i < json.len() && json[i] == b',' {
+            i = skip_ws(json, i + 1);
+        } else if i < json.len() && json[i] == b'}' {
+            return i + 1;
+        } else {
+            panic!("capabilities.json: expected ',' or '}}' in configTypes");
+        }
+    }
+}
+
+const fn check_config_type(json: &[u8], start: usize, end: usize) {
+    let mut colon = start;
+    while colon < end && json[colon] != b':' {
+        colon += 1;
+    }
+    let plain = eq(json, start, end, b"jsonPointer")
+        || eq(json, start, end, b"url")
+        || eq(json, start, end, b"duration")
+        || eq(json, start, end, b"boolean")
+        || eq(json, start, end, b"jsonObject");
+    let listed = colon + 1 < end
+        && (eq(json, start, colon, b"oneOf") || eq(json, start, colon, b"template"));
+    if !plain && !listed {
+        panic!(
+            "capabilities.json: a config type is jsonPointer, url, duration, boolean, jsonObject, oneOf:<a|b|...> or template:<a|b|...>"
+        );
     }
 }
 
@@ -387,6 +456,8 @@ mod tests {
         for json in [
             "{}",
             r#"{"outbound": [], "config": [], "env": [], "serviceAccountToken": false}"#,
+            r#"{"config": ["a"], "configTypes": {"p": "jsonPointer", "u": "url", "w": "oneOf:x|y"}, "strictConfig": true}"#,
+            r#"{"configTypes": {}}"#,
             r#"{
               "outbound": ["https://sts.amazonaws.com", "https://*.amazonaws.com", "http://imds.local:8080", "config:stsEndpoint"],
               "config": ["roleArn", "a.b-c_d", "_x"],
@@ -428,6 +499,11 @@ mod tests {
             (r#"{"config": "a"}"#, "arrays of strings"),
             (r#"{"config": ["a",]}"#, "expected a string"),
             (r#"{"config": ["a"]} x"#, "after the JSON object"),
+            (r#"{"configTypes": {"a": "string"}}"#, "a config type is"),
+            (r#"{"configTypes": {"a": "oneOf:"}}"#, "a config type is"),
+            (r#"{"configTypes": {"-a": "url"}}"#, "config key"),
+            (r#"{"configTypes": ["a"]}"#, "configTypes must be an object"),
+            (r#"{"strictConfig": 1}"#, "true or false"),
             ("[]", "not a JSON object"),
         ] {
             let got = check(json).unwrap_err();

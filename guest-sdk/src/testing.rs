@@ -480,6 +480,20 @@ mod tests {
             matches!(&err, ProviderError::Unauthorized(m) if m.ends_with("invalid_grant: audience not allowed")),
             "{err:?}"
         );
+        // A refusal quoting a long subject token: replaced before the
+        // description's bound could cut it into an unrecognisable prefix.
+        let long = format!("eyJ{}", "a".repeat(400));
+        let err = harness()
+            .expect(Exchange::post("https://sts.example.com/token").respond(
+                400,
+                format!(r#"{{"error":"invalid_grant","error_description":"bad subject {long}"}}"#),
+            ))
+            .run::<Exchanger>(Request::new("r.io/a").with_service_account_token(long.clone()))
+            .error();
+        assert!(
+            matches!(&err, ProviderError::Unauthorized(m) if m.ends_with("invalid_grant: bad subject <redacted>") && !m.contains("eyJaaaa")),
+            "{err:?}"
+        );
         let err = harness().run::<Exchanger>(Request::new("r.io/a")).error();
         assert!(
             matches!(&err, ProviderError::Config(m) if m.contains("tokenAttributes")),

@@ -265,8 +265,9 @@ fn engine_tag() -> String {
     hex::encode(&hasher.finalize()[..8])
 }
 
-/// The host's artifact key: created once with 32 random bytes.
-fn host_key(dir: &Dir, uid: u32) -> Result<[u8; 32]> {
+/// The host's artifact key: created once with 32 random bytes. It also
+/// authenticates the trust-roots snapshot (`trust_roots`).
+pub(crate) fn host_key(dir: &Dir, uid: u32) -> Result<[u8; 32]> {
     for _ in 0..2 {
         match dir.symlink_metadata(KEY_FILE) {
             Ok(meta) => {

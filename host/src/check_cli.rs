@@ -212,7 +212,7 @@ fn findings(inputs: &Inputs<'_>, kubelet_text: &str, host_text: &str) -> Finding
         .plugins
         .iter()
         .enumerate()
-        .map(|(i, plugin)| module_findings(i, plugin, &host, &mut findings))
+        .map(|(i, plugin)| module_findings(i, plugin, &host, host_text, &mut findings))
         .collect();
     if let Some(kubelet) = &kubelet {
         let facts: Vec<PluginFacts<'_>> = host
@@ -266,11 +266,12 @@ fn module_findings(
     i: usize,
     plugin: &wcp_core::config::PluginConfig,
     host: &HostConfig,
+    host_text: &str,
     findings: &mut Findings,
 ) -> Option<Declaration> {
     const H: File = File::Host;
     let name = &plugin.name;
-    let module = match module::load(plugin) {
+    let module = match module::load_stamped(plugin, None) {
         Ok(module) => module,
         Err(e) => {
             let (path, fix) = if plugin.module.exists() && plugin.sha256.is_some() {
@@ -310,6 +311,16 @@ fn module_findings(
             format!("plugins[{i}].module"),
             format!("plugin {name:?}: the component declares nothing (no wcp-capabilities section), so it may use nothing"),
             "build it with wcp_guest_sdk::declare_capabilities!",
+        );
+    }
+    // The plugin's config as its typed declaration wants it.
+    if let Err(e) = wcp_core::config::plugin_values::check_plugin_config(host_text, i, &declaration)
+    {
+        findings.error(
+            H,
+            format!("plugins[{i}].config"),
+            format!("plugin {name:?}: {e}"),
+            "set the keys the plugin declares, with values of their declared types (`inspect` shows them)",
         );
     }
     // What the operator narrowed (a declared wildcard granted for one

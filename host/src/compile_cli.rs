@@ -76,7 +76,10 @@ fn compile(
     let engine = runtime::engine::new()?;
     let store = ArtifactStore::open(cache.dir(), cache.uid())?;
     for &plugin in plugins {
-        let module = module::load(plugin)?;
+        let module = module::load_stamped(plugin, None)?;
+        // Install time is when a typed config's mistakes should show.
+        let declaration = crate::declaration_section::declaration(&module.bytes)?;
+        crate::config_file::check_plugin_config(config, plugin, &declaration, &Default::default())?;
         match store.load(&engine, &module.sha256) {
             Ok(Some(_)) => {
                 println!("{}: up to date ({})", plugin.name, module.sha256);

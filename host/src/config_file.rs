@@ -5,7 +5,13 @@
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::Path;
-use wcp_core::config::{HostConfig, MAX_CONFIG_BYTES, PluginConfig};
+use std::sync::OnceLock;
+use wcp_core::capabilities::Declaration;
+use wcp_core::config::{ConfigSource, HostConfig, MAX_CONFIG_BYTES, PluginConfig, plugin_values};
+
+/// The text of the config this process loaded, kept for
+/// [`check_plugin_config`] (a process loads one config).
+static TEXT: OnceLock<String> = OnceLock::new();
 
 /// Reads and validates the host config at `path`; relative paths in it
 /// are resolved against the file's directory. A file larger than
@@ -22,8 +28,35 @@ pub fn load(path: &Path) -> Result<HostConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read host config {}", path.display()))?;
     let base = path.parent().unwrap_or_else(|| Path::new("."));
-    HostConfig::parse(&text, base)
-        .with_context(|| format!("invalid host config {}", path.display()))
+    let config = HostConfig::parse(&text, base)
+        .with_context(|| format!("invalid host config {}", path.display()))?;
+    let _ = TEXT.set(text);
+    Ok(config)
+}
+
+/// Checks `plugin`'s config against its module's typed declaration, when
+/// the module is loaded: an unknown key or a malformed value names its line
+/// of the host config; a value from a file or the environment names its key.
+pub fn check_plugin_config(
+    config: &HostConfig,
+    plugin: &PluginConfig,
+    declaration: &Declaration,
+    values: &BTreeMap<String, String>,
+) -> Result<()> {
+    let invalid = || format!("invalid config for plugin {:?}", plugin.name);
+    if let (Some(text), Some(index)) = (
+        TEXT.get(),
+        config.plugins.iter().position(|p| p.name == plugin.name),
+    ) {
+        plugin_values::check_plugin_config(text, index, declaration)
+            .map_err(anyhow::Error::msg)
+            .with_context(invalid)?;
+    }
+    plugin_values::check_resolved(declaration, values, |key| {
+        matches!(plugin.config.get(key), Some(ConfigSource::Literal(_)))
+    })
+    .map_err(anyhow::Error::msg)
+    .with_context(invalid)
 }
 
 /// Every config value of `plugin`, read from its files and this process's

@@ -145,6 +145,12 @@ const TABLE: &[(&str, Class, &str)] = &[
     ),
 ];
 
+/// Every classified interface name (for the linker's test).
+#[cfg(test)]
+pub fn names() -> impl Iterator<Item = &'static str> {
+    TABLE.iter().map(|(name, _, _)| *name)
+}
+
 /// The class of an import such as `wasi:http/types@0.2.6`, with the reason.
 pub fn classify(import: &str) -> Option<(Class, &'static str)> {
     let unversioned = import.split('@').next().unwrap_or(import);

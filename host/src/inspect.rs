@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use wasmparser::{Parser, Payload};
 use wcp_core::capabilities::{Declaration, Permissions};
-use wcp_core::config::PluginConfig;
+use wcp_core::config::{HostConfig, PluginConfig};
 use wcp_core::escape::{escape_controls, is_hazardous};
 
 #[derive(Serialize)]
@@ -54,6 +54,12 @@ struct DeclaredReport {
     config: Vec<String>,
     env: Vec<String>,
     service_account_token: bool,
+    /// Typed config keys and their shapes (declarations only).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    config_types: BTreeMap<String, String>,
+    /// Whether the host refuses config keys the plugin does not declare.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    strict_config: bool,
 }
 
 #[derive(Serialize)]
@@ -65,6 +71,9 @@ struct GrantReport {
     allow_private_networks: Vec<String>,
     declared_not_granted: Vec<String>,
     granted_not_declared: Vec<String>,
+    /// The plugin's config against the typed declaration: `ok`, or the
+    /// error the host would stop at when it loads the plugin.
+    config_check: String,
 }
 
 /// Output format.
@@ -102,7 +111,7 @@ pub fn run(wasm: &Path, config: Option<&Path>, output: Output) -> Result<()> {
         let canonical = wasm.canonicalize().ok();
         for plugin in &host.plugins {
             if plugin.module.canonicalize().ok() == canonical {
-                plugins.push(grant_report(plugin, &declaration, &sha256));
+                plugins.push(grant_report(&host, plugin, &declaration, &sha256));
             }
         }
         anyhow::ensure!(
@@ -152,6 +161,13 @@ fn declared_report(d: &Declaration) -> DeclaredReport {
         config: d.config.iter().cloned().collect(),
         env: d.env.iter().cloned().collect(),
         service_account_token: d.service_account_token,
+        config_types: d
+            .config_schema
+            .types
+            .iter()
+            .map(|(k, t)| (k.clone(), t.to_string()))
+            .collect(),
+        strict_config: d.config_schema.strict,
     }
 }
 
@@ -159,8 +175,18 @@ fn declared_report(d: &Declaration) -> DeclaredReport {
 /// the sandbox's [`Permissions`] see it. No config value is read: a
 /// reviewer may not be able to read the plugin's secrets, and need not;
 /// a `config:<key>` destination counts as granted when its key is set.
-fn grant_report(plugin: &PluginConfig, declaration: &Declaration, sha256: &str) -> GrantReport {
+fn grant_report(
+    host: &HostConfig,
+    plugin: &PluginConfig,
+    declaration: &Declaration,
+    sha256: &str,
+) -> GrantReport {
     let grant = &plugin.grant;
+    let config_check =
+        match config_file::check_plugin_config(host, plugin, declaration, &BTreeMap::new()) {
+            Ok(()) => "ok".to_string(),
+            Err(e) => format!("{e:#}"),
+        };
     let differences = Permissions::new(declaration, grant, &BTreeMap::new()).differences();
     GrantReport {
         plugin: plugin.name.clone(),
@@ -175,6 +201,8 @@ fn grant_report(plugin: &PluginConfig, declaration: &Declaration, sha256: &str) 
             config: grant.config.iter().cloned().collect(),
             env: grant.env.iter().cloned().collect(),
             service_account_token: grant.service_account_token,
+            config_types: BTreeMap::new(),
+            strict_config: false,
         },
         allow_private_networks: grant
             .outbound
@@ -184,6 +212,7 @@ fn grant_report(plugin: &PluginConfig, declaration: &Declaration, sha256: &str) 
             .collect(),
         declared_not_granted: differences.declared_not_granted,
         granted_not_declared: differences.granted_not_declared,
+        config_check,
     }
 }
 
@@ -267,6 +296,16 @@ fn print_table(r: &Report) {
         "  serviceAccountToken   {}",
         r.declared.service_account_token
     );
+    if !r.declared.config_types.is_empty() || r.declared.strict_config {
+        let types: Vec<String> = r
+            .declared
+            .config_types
+            .iter()
+            .map(|(k, t)| format!("{k}={t}"))
+            .collect();
+        println!("  config types          {}", list(&types));
+        println!("  strictConfig          {}", r.declared.strict_config);
+    }
     println!();
     println!("IMPORTS");
     let width = r
@@ -307,5 +346,6 @@ fn print_table(r: &Report) {
         );
         println!("  declared, not granted {}", list(&p.declared_not_granted));
         println!("  granted, not declared {}", list(&p.granted_not_declared));
+        println!("  config check          {}", esc(&p.config_check));
     }
 }

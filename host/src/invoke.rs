@@ -45,7 +45,10 @@ pub fn invoke_traced(
 ) -> Result<Invocation> {
     let values = crate::config_file::resolve_values(plugin)?;
     crate::secrets::register_config_values(plugin, &values);
-    let module = module::load(plugin)?;
+    let stamps = artifacts
+        .cache
+        .and_then(|c| crate::stamp::Stamps::open(c).ok());
+    let module = module::load_stamped(plugin, stamps.as_ref())?;
     tracing::debug!(plugin = %plugin.name, sha256 = %module.sha256, "module verified");
     let declaration = declaration_section::declaration(&module.bytes).with_context(|| {
         format!(
@@ -54,11 +57,12 @@ pub fn invoke_traced(
             plugin.module.display()
         )
     })?;
+    crate::config_file::check_plugin_config(config, plugin, &declaration, &values)?;
     let sandbox = Sandbox::resolve(plugin, &declaration, values, request, |name| {
         std::env::var(name).ok()
     });
     let token_note = sandbox.token_note.clone();
-    let tls = TlsClient::new(config.ca_bundle.clone());
+    let tls = TlsClient::new(config.ca_bundle.clone()).with_snapshot_in(artifacts.cache);
     let proxy = ProxyPolicy::from_env(|name| std::env::var(name).ok())
         .context("invalid proxy settings in the environment")?;
     let started = Instant::now();

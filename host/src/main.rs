@@ -30,7 +30,9 @@ mod runtime;
 mod sandbox;
 mod secrets;
 mod serve;
+mod stamp;
 mod tls;
+mod trust_roots;
 
 use clap::Parser;
 use std::path::PathBuf;

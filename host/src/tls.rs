@@ -1,6 +1,7 @@
 //! Outbound TLS: the OS trust store plus an optional operator CA bundle
 //! (private registries and test fixtures), never a bundled root list.
 
+use crate::trust_roots;
 use anyhow::{Context, Result};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -16,6 +17,8 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 /// without HTTPS (or a cache hit) should not pay.
 pub struct TlsClient {
     ca_bundle: Option<PathBuf>,
+    /// Where the parsed OS roots are kept between execs (`trust_roots`).
+    snapshot: Option<trust_roots::CacheStore>,
     connector: OnceLock<Result<TlsConnector, String>>,
 }
 
@@ -23,13 +26,23 @@ impl TlsClient {
     pub fn new(ca_bundle: Option<PathBuf>) -> Self {
         Self {
             ca_bundle,
+            snapshot: None,
             connector: OnceLock::new(),
         }
     }
 
+    /// Reads and keeps the parsed OS roots in the cache directory.
+    pub fn with_snapshot_in(mut self, cache: Option<&crate::cache::CacheStore>) -> Self {
+        self.snapshot = cache.and_then(trust_roots::CacheStore::of);
+        self
+    }
+
     fn connector(&self) -> std::io::Result<&TlsConnector> {
         self.connector
-            .get_or_init(|| build(self.ca_bundle.as_deref()).map_err(|e| format!("{e:#}")))
+            .get_or_init(|| {
+                build(self.ca_bundle.as_deref(), self.snapshot.as_ref())
+                    .map_err(|e| format!("{e:#}"))
+            })
             .as_ref()
             .map_err(|e| std::io::Error::other(e.clone()))
     }
@@ -49,14 +62,20 @@ impl TlsClient {
 }
 
 /// Trusts the OS roots and, if given, every certificate in `ca_bundle`.
-fn build(ca_bundle: Option<&Path>) -> Result<TlsConnector> {
+fn build(
+    ca_bundle: Option<&Path>,
+    snapshot: Option<&trust_roots::CacheStore>,
+) -> Result<TlsConnector> {
     {
-        let mut roots = RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        for cert in native.certs {
-            // A broken OS certificate must not break outbound TLS entirely.
-            let _ = roots.add(cert);
-        }
+        let started = std::time::Instant::now();
+        let (anchors, source) = trust_roots::os_roots(snapshot);
+        tracing::debug!(
+            ?source,
+            roots = anchors.len(),
+            us = started.elapsed().as_micros() as u64,
+            "OS trust roots"
+        );
+        let mut roots = RootCertStore { roots: anchors };
         if let Some(path) = ca_bundle {
             let mut added = 0;
             for cert in CertificateDer::pem_file_iter(path)

@@ -57,6 +57,24 @@ const ARTIFACTS: &[Artifact] = &[
         doc: "`plugins/gcp`: Google Artifact Registry / GCR tokens from the metadata server, or Google STS (workload identity), optionally impersonating a service account.",
     },
     Artifact {
+        name: "TOKEN_EXCHANGE_PLUGIN",
+        workspace: "plugins",
+        file: "wcp_plugin_token_exchange.wasm",
+        doc: "`plugins/token-exchange`: one configurable service-account token exchange (JFrog, Cloudsmith, Quay robot federation, Yandex, RFC 8693).",
+    },
+    Artifact {
+        name: "VAULT_PLUGIN",
+        workspace: "plugins",
+        file: "wcp_plugin_vault.wasm",
+        doc: "`plugins/vault`: HashiCorp Vault Kubernetes auth login and KV v2 read.",
+    },
+    Artifact {
+        name: "PASSTHROUGH_PLUGIN",
+        workspace: "plugins",
+        file: "wcp_plugin_passthrough.wasm",
+        doc: "`plugins/passthrough`: the service-account token as the registry password, no network.",
+    },
+    Artifact {
         name: "OTHER_WORLD_COMPONENT",
         workspace: "tests/components",
         file: "other-world.wasm",

@@ -4,9 +4,11 @@
 
 #![allow(dead_code)]
 
+pub mod exchanges;
 pub mod kubelet;
 pub mod server;
 pub mod sigv4;
 pub mod strict;
 pub mod tokens;
+pub mod vault;
 pub mod workspace;

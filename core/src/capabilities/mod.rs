@@ -26,11 +26,13 @@
 //! `declare_capabilities!`.
 
 pub mod config_keys;
+pub mod config_types;
 pub mod env;
 pub mod outbound;
 pub mod service_account_token;
 
 pub use config_keys::ConfigKeysPermission;
+pub use config_types::{ConfigSchema, ConfigType};
 pub use env::EnvPermission;
 pub use outbound::{
     DeclaredDestination, Denial, FROM_CONFIG_PREFIX, OutboundGrant, OutboundPermission,
@@ -63,6 +65,10 @@ struct RawDeclaration {
     env: Vec<String>,
     #[serde(default)]
     service_account_token: bool,
+    #[serde(default)]
+    config_types: BTreeMap<String, String>,
+    #[serde(default)]
+    strict_config: bool,
 }
 
 /// What a component asks for.
@@ -72,6 +78,9 @@ pub struct Declaration {
     pub config: BTreeSet<String>,
     pub env: BTreeSet<String>,
     pub service_account_token: bool,
+    /// The shapes of typed config keys and whether unknown keys are
+    /// refused; checked against the host config when the plugin loads.
+    pub config_schema: ConfigSchema,
 }
 
 impl Declaration {
@@ -87,6 +96,8 @@ impl Declaration {
         check_count("outbound destinations", raw.outbound.len())?;
         check_count("config keys", raw.config.len())?;
         check_count("environment variables", raw.env.len())?;
+        check_count("config types", raw.config_types.len())?;
+        let config_schema = ConfigSchema::parse_declared(raw.config_types, raw.strict_config)?;
         let outbound = outbound::parse_declared(&raw.outbound)?;
         let mut config = config_keys::parse_declared(raw.config)?;
         // A destination taken from config value `<key>` is a read of that
@@ -97,12 +108,21 @@ impl Declaration {
             DeclaredDestination::FromConfig(key) => Some(key.clone()),
             DeclaredDestination::Fixed(_) => None,
         }));
+        // A typed key is a declared key.
+        config.extend(config_schema.types.keys().cloned());
         Ok(Self {
             outbound,
             config,
             env: env::parse_declared(raw.env)?,
             service_account_token: raw.service_account_token,
+            config_schema,
         })
+    }
+
+    /// Checks one config key the operator set, and its value when known,
+    /// against [`Declaration::config_schema`].
+    pub fn check_config(&self, key: &str, value: Option<&str>) -> Result<()> {
+        self.config_schema.check(&self.config, key, value)
     }
 }
 

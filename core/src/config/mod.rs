@@ -7,6 +7,7 @@
 //! Pure: reading the file, `configFromFile` files and `configFromEnv`
 //! variables is the host's job; it hands the text and the readers in.
 
+pub mod plugin_values;
 pub mod problems;
 mod schema;
 mod validate;

@@ -343,8 +343,26 @@ impl TokenExchange {
     }
 
     /// Sends the exchange and reads the token (see [`send_token_request`]).
+    /// A refusal that quotes the subject token has it replaced before the
+    /// body is parsed: the error text is bounded, and a token cut by that
+    /// bound would no longer match any redaction downstream.
     pub fn send(self) -> Result<TokenResponse, HttpError> {
-        send_token_request(self.request())
+        let request = self.request();
+        let request = if request.max_body_bytes == super::DEFAULT_MAX_BODY_BYTES {
+            request.max_body_bytes(MAX_TOKEN_RESPONSE_BYTES)
+        } else {
+            request
+        };
+        let mut response = request.send()?;
+        if !response.is_success()
+            && let Some((_, subject)) = self.params.iter().find(|(n, _)| n == "subject_token")
+            && !subject.is_empty()
+        {
+            let text =
+                String::from_utf8_lossy(&response.body).replace(subject.as_str(), "<redacted>");
+            response.body = text.into_bytes();
+        }
+        token_response(response)
     }
 }
 

@@ -8,6 +8,7 @@ pub mod engine;
 mod failure;
 mod guest_log;
 mod limiter;
+mod link;
 mod outbound;
 mod request_strings;
 mod state;
@@ -28,7 +29,7 @@ pub use outbound::trace::{Traced, Verdict};
 use state::PluginState;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -148,16 +149,19 @@ async fn run_async(
             plugin.module.display()
         )
     })?;
-    for (import, _) in component.component_type().imports(&engine) {
+    let component_type = component.component_type();
+    let mut imports = std::collections::BTreeSet::new();
+    for (import, _) in component_type.imports(&engine) {
         if crate::imports::classify(import).is_none() {
             bail!(
                 "plugin {name:?}: module {} imports {import}, which this host never gives a provider",
                 plugin.module.display()
             );
         }
+        imports.insert(link::unversioned(import));
     }
     let t_component = Instant::now();
-    let linker = linker(&engine, version)?;
+    let linker = link::linker(&engine, version, &imports)?;
     let t_linker = Instant::now();
     // The budget covers the plugin's own work (instantiate and call, host
     // I/O included). A first-use compile before it had its own bound, short
@@ -284,27 +288,6 @@ async fn run_async(
             clean(&redactor, &why)
         ),
     }
-}
-
-/// The linker: WASI p2 (sockets and name lookup are refused by the WASI
-/// context), wasi:http through the outbound hook, and the provider imports
-/// of the component's API version.
-fn linker(engine: &Engine, version: ApiVersion) -> Result<Linker<PluginState>> {
-    let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-        .map_err(anyhow::Error::from)
-        .context("cannot link WASI")?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-        .map_err(anyhow::Error::from)
-        .context("cannot link wasi:http")?;
-    request_strings::bound_setters(&mut linker).context("cannot bound wasi:http requests")?;
-    version.add_to_linker(&mut linker).with_context(|| {
-        format!(
-            "cannot link the provider world {}",
-            version.package_version()
-        )
-    })?;
-    Ok(linker)
 }
 
 /// Interrupts guest code once `timeout` has passed. Host I/O is cut by the

@@ -280,7 +280,7 @@ mod tests {
                 br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"team.registry.io/app/web:1"}"#,
             )
             .unwrap();
-            let module = crate::module::load(plugin).unwrap();
+            let module = crate::module::load_stamped(plugin, None).unwrap();
             let declaration = crate::declaration_section::declaration(&module.bytes).unwrap();
             let values = crate::config_file::resolve_values(plugin).unwrap();
             let sandbox =

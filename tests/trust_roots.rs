@@ -1,0 +1,163 @@
+//! The OS trust store is parsed once and kept as a snapshot in the cache
+//! directory (`host/src/trust_roots.rs`); these tests make the "OS store"
+//! a directory of the test's own (`SSL_CERT_DIR`, as OpenSSL and
+//! rustls-native-certs read it) and attack the snapshot.
+
+use crate::support;
+use support::kubelet::{Exec, Provider, RequestSpec, V1};
+use support::server::{Reply, TestCa, TestServer};
+use support::workspace::{Workspace, host_binary};
+use wcp_test_artifacts as artifacts;
+
+const SNAPSHOT: &str = "trust-roots.snapshot";
+
+struct Store {
+    ws: Workspace,
+    certs: std::path::PathBuf,
+    config: std::path::PathBuf,
+    server: TestServer,
+}
+
+impl Store {
+    /// A server whose CA is trusted only through the fake OS store (no
+    /// `tls.caBundle`), and a plugin that fetches from it.
+    fn new() -> Self {
+        let ws = Workspace::new();
+        let ca = TestCa::new();
+        let certs = ws.path().join("os-certs");
+        std::fs::create_dir(&certs).unwrap();
+        std::fs::write(certs.join("test-ca.pem"), &ca.ca_pem).unwrap();
+        let server = TestServer::https(&ca, |_| Reply::text(200, "secret-from-server"));
+        let config = ws.write(
+            "host-config.yaml",
+            format!(
+                "{}plugins:\n  - name: probe\n    module: {}\n    matchImages: [\"*.registry.io\"]\n    config: {{target: \"{}\"}}\n    grants:\n      outbound: [\"https://{}\"]\n    cache: {{defaultDuration: 0s, shareFailuresFor: 0s}}\n",
+                ws.header(),
+                artifacts::HTTP_PROBE,
+                server.url("/token"),
+                server.addr
+            ),
+        );
+        // A store changed within the last 2 s is parsed but not snapshotted.
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        Self {
+            ws,
+            certs,
+            config,
+            server,
+        }
+    }
+
+    fn exec(&self) -> Exec {
+        self.exec_at("debug")
+    }
+
+    fn exec_at(&self, level: &str) -> Exec {
+        Provider::new(host_binary(), &self.config)
+            .env("SSL_CERT_DIR", self.certs.to_str().unwrap())
+            .env(
+                "SSL_CERT_FILE",
+                self.ws.path().join("no-bundle").to_str().unwrap(),
+            )
+            .env("WCP_LOG", level)
+            .exec(&RequestSpec::new(V1, "a.registry.io/x"))
+    }
+
+    fn snapshot(&self) -> std::path::PathBuf {
+        self.ws.cache_dir().join(SNAPSHOT)
+    }
+}
+
+fn source(exec: &Exec) -> &'static str {
+    let log = exec.stderr.as_str();
+    if log.contains("source=Snapshot") {
+        "snapshot"
+    } else if log.contains("source=Parsed") {
+        "parsed"
+    } else {
+        panic!("no OS trust roots line in\n{log}")
+    }
+}
+
+fn answered(exec: &Exec) {
+    assert!(exec.success, "{exec:#?}");
+    let resp = support::strict::decode(&exec.stdout, V1).unwrap();
+    assert_eq!(resp.auth["a.registry.io"].password, "secret-from-server");
+}
+
+#[test]
+fn the_os_store_is_parsed_once_and_a_removed_root_is_distrusted_at_once() {
+    let s = Store::new();
+    let first = s.exec();
+    answered(&first);
+    assert_eq!(source(&first), "parsed");
+    let meta = std::fs::symlink_metadata(s.snapshot()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    let second = s.exec();
+    answered(&second);
+    assert_eq!(source(&second), "snapshot", "{}", second.stderr);
+
+    // The operator removes the root: the very next exec no longer trusts it.
+    std::fs::remove_file(s.certs.join("test-ca.pem")).unwrap();
+    let third = s.exec_at("warn");
+    third.assert_clean_failure("tls");
+    let fourth = s.exec();
+    assert!(!fourth.success);
+    assert_eq!(
+        source(&fourth),
+        "parsed",
+        "a store changed just now is never snapshotted"
+    );
+    assert_eq!(
+        s.server.seen().len(),
+        2,
+        "no request past a failed handshake"
+    );
+}
+
+#[test]
+fn a_planted_or_modified_snapshot_is_refused_and_rebuilt() {
+    let s = Store::new();
+    answered(&s.exec());
+    let good = std::fs::read(s.snapshot()).unwrap();
+
+    // One flipped byte in the body (say, an attacker's own root).
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    std::fs::write(s.snapshot(), &bad).unwrap();
+    let exec = s.exec();
+    answered(&exec);
+    assert_eq!(source(&exec), "parsed");
+    assert!(exec.stderr.contains("integrity check"), "{}", exec.stderr);
+    assert_eq!(std::fs::read(s.snapshot()).unwrap().len(), good.len());
+
+    // A symlink to a file elsewhere is not followed.
+    let elsewhere = s.ws.write("elsewhere", &good);
+    std::fs::remove_file(s.snapshot()).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, s.snapshot()).unwrap();
+    let exec = s.exec();
+    answered(&exec);
+    assert_eq!(source(&exec), "parsed");
+
+    // Readable by others: refused.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::remove_file(s.snapshot()).unwrap();
+    std::fs::write(s.snapshot(), &good).unwrap();
+    std::fs::set_permissions(s.snapshot(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let exec = s.exec();
+    answered(&exec);
+    assert_eq!(source(&exec), "parsed");
+
+    // A huge file is not read whole.
+    std::fs::remove_file(s.snapshot()).unwrap();
+    let f = std::fs::File::create(s.snapshot()).unwrap();
+    f.set_len(1 << 30).unwrap();
+    std::fs::set_permissions(s.snapshot(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let exec = s.exec();
+    answered(&exec);
+    assert_eq!(source(&exec), "parsed");
+    assert!(exec.stderr.contains("too large"), "{}", exec.stderr);
+}
