@@ -397,3 +397,42 @@ fn alias_bombs_and_deep_nesting_are_bounded() {
         assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     }
 }
+
+/// `plugins/passthrough` answers with the pod's token itself: it needs
+/// `tokenCacheType: Token` on both sides, and its typed config is checked
+/// at its line.
+#[test]
+fn a_token_echoing_plugin_and_its_typed_config() {
+    let ws = Workspace::new();
+    let config = |cache_key_type: &str| {
+        ws.config(&format!(
+            "  - name: passthrough\n    module: {}\n    matchImages: [\"registry.io\"]\n    grants: {{serviceAccountToken: true}}\n    cache: {{tokenCacheType: Token}}\n    config:\n      username: oauth2\n      cacheKeyType: {cache_key_type}\n",
+            artifacts::PASSTHROUGH_PLUGIN
+        ))
+    };
+    // Precompiled with a valid config first: compile refuses a bad one.
+    host_command(&config("Image"), &["compile"]);
+    let host = config("Global");
+    let per_sa = "    tokenAttributes: {serviceAccountTokenAudience: registry.io, cacheType: ServiceAccount, requireServiceAccount: true}\n";
+    let kubelet = provider(&ws, &host, "[\"registry.io\"]", per_sa);
+    let out = check(&kubelet, &host, &[]);
+    assert!(!out.success);
+    let lines = findings(&out);
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    let h = host.display();
+    let want = format!(
+        "{h}:14: error: plugins[0].config.cacheKeyType: plugin \"passthrough\": expected one of Image, Registry"
+    );
+    assert!(lines[0].starts_with(&want), "{}", lines[0]);
+    let want = format!(
+        "{h}:11: error: plugins[0].cache.tokenCacheType: plugin \"passthrough\" may answer with the token itself"
+    );
+    assert!(lines[1].starts_with(&want), "{}", lines[1]);
+    // Fixed on both sides: nothing left.
+    let host = config("Image");
+    let per_token = per_sa.replace("cacheType: ServiceAccount", "cacheType: Token");
+    let kubelet = provider(&ws, &host, "[\"registry.io\"]", &per_token);
+    let out = check(&kubelet, &host, &[]);
+    assert!(out.success, "{}", out.stdout);
+    assert_eq!(findings(&out).len(), 0, "{}", out.stdout);
+}

@@ -316,10 +316,17 @@ fn module_findings(
     // The plugin's config as its typed declaration wants it.
     if let Err(e) = wcp_core::config::plugin_values::check_plugin_config(host_text, i, &declaration)
     {
+        // The parser's error starts with the field it stood on.
+        let (path, what) = match e.split_once(": ") {
+            Some((path, what)) if path.starts_with(&format!("plugins[{i}].")) => {
+                (path.to_string(), what)
+            }
+            _ => (format!("plugins[{i}].config"), e.as_str()),
+        };
         findings.error(
             H,
-            format!("plugins[{i}].config"),
-            format!("plugin {name:?}: {e}"),
+            path,
+            format!("plugin {name:?}: {what}"),
             "set the keys the plugin declares, with values of their declared types (`inspect` shows them)",
         );
     }
