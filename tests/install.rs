@@ -397,8 +397,12 @@ fn a_new_plugin_needs_no_kubelet_restart_and_a_token_needs_an_audience() {
         "sts.amazonaws.com"
     );
     assert_eq!(attributes["cacheType"], "ServiceAccount");
+    // The flag's key, then the one the ECR component declares it reads.
     assert_eq!(
         attributes["optionalServiceAccountAnnotationKeys"],
-        serde_json::json!(["eks.amazonaws.com/role-arn"])
+        serde_json::json!([
+            "eks.amazonaws.com/role-arn",
+            "eks.amazonaws.com/ecr-role-arn"
+        ])
     );
 }

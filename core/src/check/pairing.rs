@@ -184,6 +184,30 @@ fn tokens(k: usize, provider: &Provider, plugins: &[PluginFacts<'_>], findings: 
         );
         return;
     }
+    // Annotations reach the plugin only when the entry lists them.
+    for (i, facts) in &wanting {
+        let Some(declaration) = facts.declaration else {
+            continue;
+        };
+        for key in &declaration.annotations {
+            let listed = attributes
+                .required_service_account_annotation_keys
+                .iter()
+                .chain(&attributes.optional_service_account_annotation_keys)
+                .any(|k| k == key);
+            if !listed {
+                findings.warning(
+                    File::Host,
+                    format!("plugins[{i}]"),
+                    format!(
+                        "plugin {:?} reads the service-account annotation {key:?}, but {at} does not list it: the kubelet never forwards it (unless the plugin's config names another key)",
+                        facts.plugin.name
+                    ),
+                    format!("add {key:?} to {at}.tokenAttributes.optionalServiceAccountAnnotationKeys"),
+                );
+            }
+        }
+    }
     let kubelet_type = match attributes.cache_type.as_deref() {
         Some("Token") => TokenCacheType::Token,
         Some("ServiceAccount") => TokenCacheType::ServiceAccount,
@@ -401,6 +425,23 @@ mod tests {
                 Severity::Warning,
                 "plugins[0].cache.tokenCacheType".to_string()
             )]
+        );
+        // An annotation the plugin reads must be listed.
+        let reads = r#"{"serviceAccountToken": true, "annotations": ["example.com/role"]}"#;
+        let got = run(&provider("[x.io]", SA), plugin, &[Some(reads)]);
+        assert_eq!(
+            summary(&got),
+            [(Severity::Warning, "plugins[0]".to_string())]
+        );
+        assert!(
+            got[0].message.contains("never forwards it"),
+            "{}",
+            got[0].message
+        );
+        let listed = SA.replace("requireServiceAccount: true}", "requireServiceAccount: true, optionalServiceAccountAnnotationKeys: [example.com/role]}");
+        assert_eq!(
+            run(&provider("[x.io]", &listed), plugin, &[Some(reads)]),
+            []
         );
         // No service account: the plugin runs without its token.
         let optional = SA.replace(

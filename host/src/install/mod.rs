@@ -151,7 +151,11 @@ pub fn run(options: &Options) -> Result<()> {
     if options.dry_run {
         if kubelet_changed {
             // The one change to a file the installer shares with others.
-            let entry = provider_entry_for(options, &given_config(options)?)?;
+            let entry = provider_entry_for(
+                options,
+                &given_config(options)?,
+                &declared_annotations(options)?,
+            )?;
             println!(
                 "provider entry for {}:\n{}",
                 options.kubelet_config.display(),
@@ -241,6 +245,8 @@ fn plan(options: &Options, manifest: &Manifest) -> Result<(Vec<Planned>, bool)> 
     };
     // Plugins: config dir/plugins/<plugin name>.wasm, pinned.
     let (mut modules, mut digests) = (Vec::new(), Vec::new());
+    // What the token plugins read, for the entry's optional keys.
+    let mut annotations = std::collections::BTreeSet::new();
     for (plugin, raw) in given.plugins.iter().zip(&raw_modules) {
         let source = PluginSource::parse(raw, given_dir)?;
         let bytes = source
@@ -254,6 +260,11 @@ fn plan(options: &Options, manifest: &Manifest) -> Result<(Vec<Planned>, bool)> 
                 "plugin {:?}: {source} has sha256 {sha256} but the config pins {pin}",
                 plugin.name
             );
+        }
+        if plugin.grant.service_account_token {
+            let declaration = crate::declaration_section::declaration(&bytes)
+                .with_context(|| format!("plugin {:?}: {source}", plugin.name))?;
+            annotations.extend(declaration.annotations);
         }
         let relative = format!("plugins/{}.wasm", plugin.name);
         at(
@@ -282,7 +293,7 @@ fn plan(options: &Options, manifest: &Manifest) -> Result<(Vec<Planned>, bool)> 
         at(options.bin_dir.join(name), content, 0o755);
     }
     // The kubelet config, merged.
-    let entry = provider_entry_for(options, &given)?;
+    let entry = provider_entry_for(options, &given, &annotations)?;
     let kubelet_target = under_root(root, &options.kubelet_config);
     files::refuse_symlink(&kubelet_target)?;
     let existing = read_config(&kubelet_target, "kubelet config")?;
@@ -382,6 +393,24 @@ fn read_config(path: &Path, what: &str) -> Result<Option<String>> {
         .with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
+/// The annotations the given config's token plugins declare (for the dry
+/// run's printout; `plan` collects them while it reads the plugins).
+fn declared_annotations(options: &Options) -> Result<std::collections::BTreeSet<String>> {
+    let given = given_config(options)?;
+    let mut out = std::collections::BTreeSet::new();
+    for (plugin, raw) in given
+        .plugins
+        .iter()
+        .zip(raw_modules(&given_text(options)?)?)
+    {
+        if plugin.grant.service_account_token {
+            let bytes = PluginSource::parse(&raw, given_dir(options))?.fetch()?;
+            out.extend(crate::declaration_section::declaration(&bytes)?.annotations);
+        }
+    }
+    Ok(out)
+}
+
 /// The `module` values as written (before path resolution).
 fn raw_modules(text: &str) -> Result<Vec<String>> {
     let value = wcp_core::install::yaml_value(text)?;
@@ -398,7 +427,11 @@ fn raw_modules(text: &str) -> Result<Vec<String>> {
 
 /// The entry that runs the installed host config: every plugin's
 /// `matchImages`, and `tokenAttributes` when a plugin is granted the token.
-fn provider_entry_for(options: &Options, host: &HostConfig) -> Result<ProviderEntry> {
+fn provider_entry_for(
+    options: &Options,
+    host: &HostConfig,
+    declared_annotations: &std::collections::BTreeSet<String>,
+) -> Result<ProviderEntry> {
     let mut match_images: Vec<String> = Vec::new();
     for plugin in &host.plugins {
         for pattern in &plugin.match_images {
@@ -429,7 +462,16 @@ fn provider_entry_for(options: &Options, host: &HostConfig) -> Result<ProviderEn
             cache_type: if per_token { "Token" } else { "ServiceAccount" }.into(),
             require_service_account: true,
             required_annotation_keys: options.required_annotation_key.clone(),
-            optional_annotation_keys: options.optional_annotation_key.clone(),
+            // The flags', then every key a token plugin declares it reads.
+            optional_annotation_keys: {
+                let mut keys = options.optional_annotation_key.clone();
+                for key in declared_annotations {
+                    if !keys.contains(key) && !options.required_annotation_key.contains(key) {
+                        keys.push(key.clone());
+                    }
+                }
+                keys
+            },
         })
     };
     Ok(ProviderEntry {
