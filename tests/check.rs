@@ -131,6 +131,9 @@ fn a_broken_pair_reports_everything_at_once() {
         ),
         format!("{h}:13: warning: plugins[1].module: plugin \"team\": no precompiled artifact"),
         format!(
+            "{h}:16: warning: plugins[2]: plugin \"ecr\" reads the service-account annotation \"eks.amazonaws.com/ecr-role-arn\", but providers[0] does not list it"
+        ),
+        format!(
             "{h}:19: warning: plugins[2].grants: plugin \"ecr\" declares outbound destinations but is granted none"
         ),
         format!(
@@ -171,7 +174,7 @@ fn a_broken_pair_reports_everything_at_once() {
         .count();
     assert_eq!(fixes, lines.len());
     assert!(
-        out.stdout.ends_with("check: 9 error(s), 6 warning(s)\n"),
+        out.stdout.ends_with("check: 9 error(s), 7 warning(s)\n"),
         "{}",
         out.stdout
     );
@@ -179,7 +182,7 @@ fn a_broken_pair_reports_everything_at_once() {
     assert_eq!(stderr.len(), 1, "{}", out.stderr);
     assert!(
         stderr[0].starts_with(
-            "wasm-credential-provider: error: check found 9 error(s) and 6 warning(s)"
+            "wasm-credential-provider: error: check found 9 error(s) and 7 warning(s)"
         ),
         "{}",
         out.stderr
@@ -220,11 +223,23 @@ fn the_token_the_plugin_needs_is_never_sent() {
     );
     let out = check(&kubelet, &host, &[]);
     assert!(out.success, "{}", out.stdout);
+    let lines = findings(&out);
+    assert_eq!(lines.len(), 1, "{}", out.stdout);
+    assert!(lines[0].contains("warning: plugins[0]: plugin \"ecr\" reads the service-account annotation \"eks.amazonaws.com/ecr-role-arn\", but providers[0] does not list it: the kubelet never forwards it"), "{}", lines[0]);
+    let attributes = attributes.replace("requireServiceAccount: true}", "requireServiceAccount: true, optionalServiceAccountAnnotationKeys: [eks.amazonaws.com/ecr-role-arn]}");
+    let kubelet = provider(
+        &ws,
+        &host,
+        "[\"*.dkr.ecr.us-east-1.amazonaws.com\"]",
+        &attributes,
+    );
+    let out = check(&kubelet, &host, &[]);
+    assert!(out.success, "{}", out.stdout);
     assert_eq!(findings(&out).len(), 0, "{}", out.stdout);
     let ws = Workspace::new();
     let other = ws.config(&static_plugin("static", "[\"*.registry.io\"]"));
     host_command(&other, &["compile"]);
-    let kubelet = provider(&ws, &other, "[\"*.registry.io\"]", attributes);
+    let kubelet = provider(&ws, &other, "[\"*.registry.io\"]", &attributes);
     let out = check(&kubelet, &other, &[]);
     assert!(out.success, "{}", out.stdout);
     let lines = findings(&out);
