@@ -97,10 +97,10 @@ fn compile_command_precompiles_every_plugin() {
     assert!(s.compile().contains("static: up to date"));
 }
 
-#[test]
-fn tampered_artifacts_are_never_executed() {
-    type Tamper = (&'static str, fn(&Setup, &std::path::Path));
-    let cases: [Tamper; 6] = [
+type Tamper = (&'static str, fn(&Setup, &std::path::Path));
+
+fn tamper_cases() -> [Tamper; 6] {
+    [
         ("flipped code byte", |_, p| {
             let mut b = std::fs::read(p).unwrap();
             let i = b.len() - 100;
@@ -127,7 +127,48 @@ fn tampered_artifacts_are_never_executed() {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o666)).unwrap();
         }),
-    ];
+    ]
+}
+
+/// The same attacks on an artifact that earlier execs already verified
+/// and stamped (`host/src/stamp.rs`): the stamp never vouches for the
+/// changed file.
+#[test]
+fn tampered_artifacts_are_never_executed_after_a_stamp_either() {
+    let setups: Vec<(Tamper, Setup)> = tamper_cases()
+        .into_iter()
+        .map(|case| {
+            let s = Setup::new();
+            s.compile();
+            (case, s)
+        })
+        .collect();
+    // Files changed within the last 2 s are never stamped.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    for ((name, tamper), s) in setups {
+        assert_eq!(s.run(), "loaded", "{name}: checked and stamped");
+        assert_eq!(s.run(), "loaded", "{name}: loaded on the stamp");
+        let stamps = std::fs::read_dir(s.ws.cache_dir())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "stamp")
+            })
+            .count();
+        assert!(stamps >= 2, "{name}: the module and the artifact are stamped");
+        let artifact = s.static_artifact();
+        tamper(&s, &artifact);
+        let how = s.run();
+        assert!(how.starts_with("recompiled: "), "{name}: {how}");
+    }
+}
+
+#[test]
+fn tampered_artifacts_are_never_executed() {
+    let cases = tamper_cases();
     for (name, tamper) in cases {
         let s = Setup::new();
         s.compile();

@@ -11,11 +11,17 @@
 //!   swapped (another module's), foreign-version or foreign-host artifact
 //!   fails the check;
 //! * the file is read once into memory, verified, and deserialized from
-//!   those same bytes, so nothing can change between check and use.
+//!   those same bytes, so nothing can change between check and use;
+//! * once an artifact passed the check, a stamp (`crate::stamp`, MAC'd
+//!   under the same key) records its identity (inode, size, mtime, ctime)
+//!   and tag, and later execs that find the file unchanged skip hashing
+//!   it again: rewriting or replacing the file changes its identity, so
+//!   the check runs again and a tampered artifact is refused as before.
 //!
 //! Any failure means "recompile from the verified `.wasm`": the artifact
 //! cache never fails a kubelet request.
 
+use crate::stamp::{Identity, Stamps};
 use anyhow::{Context, Result, bail, ensure};
 use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
 use hmac::{Hmac, Mac};
@@ -181,17 +187,21 @@ impl<'a> ArtifactStore<'a> {
         );
         ensure!(meta.len() <= MAX_ARTIFACT_BYTES, "artifact is too large");
         let mut bytes = Vec::with_capacity(meta.len() as usize);
-        self.dir
-            .open(&name)?
+        let mut file = self.dir.open(&name)?.into_std();
+        let before = Identity::of(&file.metadata()?);
+        (&mut file)
             .take(MAX_ARTIFACT_BYTES)
             .read_to_end(&mut bytes)?;
+        let unchanged = (before == Identity::of(&file.metadata()?)).then_some(before);
         ensure!(bytes.len() > MAGIC.len() + 32, "artifact is truncated");
         let (magic, rest) = bytes.split_at(MAGIC.len());
         ensure!(magic == MAGIC, "artifact has a foreign format");
         let (tag, code) = rest.split_at(32);
-        self.mac(wasm_sha256, code)
-            .verify_slice(tag)
-            .map_err(|_| anyhow::anyhow!("artifact failed its integrity check (modified, swapped, truncated or from another host)"))?;
+        self.check_mac(&name, unchanged, tag, || {
+            self.mac(wasm_sha256, code)
+                .verify_slice(tag)
+                .map_err(|_| anyhow::anyhow!("artifact failed its integrity check (modified, swapped, truncated or from another host)"))
+        })?;
         // SAFETY: `code` was produced by `Engine::precompile_component` of
         // this host (proven by the MAC under the host's private key, over
         // these exact in-memory bytes) for this engine configuration.
@@ -199,6 +209,33 @@ impl<'a> ArtifactStore<'a> {
             .map_err(anyhow::Error::from)
             .context("artifact was refused by the engine")?;
         Ok(Some(component))
+    }
+
+    /// Runs `verify` (the MAC over the whole artifact) unless a stamp says
+    /// this very file (`identity`, unchanged while it was read) was verified
+    /// already with this `tag`; stamps the file after a success. The stamp
+    /// is MAC'd under the same host key (`crate::stamp`), so skipping the
+    /// check trusts nothing the check itself would not.
+    fn check_mac(
+        &self,
+        name: &str,
+        identity: Option<Identity>,
+        tag: &[u8],
+        verify: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        let stamps = identity.and_then(|_| Stamps::with_key(self.dir, self.uid, self.key).ok());
+        if let (Some(stamps), Some(identity)) = (&stamps, &identity)
+            && stamps.get(name.as_bytes(), identity).as_deref() == Some(tag)
+        {
+            tracing::debug!(artifact = name, mac = "stamp", "artifact integrity");
+            return Ok(());
+        }
+        verify()?;
+        tracing::debug!(artifact = name, mac = "checked", "artifact integrity");
+        if let (Some(stamps), Some(identity)) = (&stamps, &identity) {
+            stamps.put(name.as_bytes(), identity, tag);
+        }
+        Ok(())
     }
 
     /// Writes the artifact for `wasm_sha256` atomically with mode 0600.

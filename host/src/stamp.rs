@@ -74,6 +74,17 @@ pub struct Stamps {
 }
 
 impl Stamps {
+    /// The stamps beside the artifacts of `dir`, under the key already read.
+    pub fn with_key(dir: &Dir, uid: u32, key: [u8; 32]) -> Result<Self> {
+        Ok(Self {
+            dir: dir
+                .try_clone()
+                .context("cannot reopen the cache directory")?,
+            uid,
+            key,
+        })
+    }
+
     pub fn open(cache: &crate::cache::CacheStore) -> Result<Self> {
         Ok(Self {
             dir: cache

@@ -39,7 +39,8 @@ pub fn respond(config: &HostConfig, request: &Request, deps: &Deps<'_>) -> Resul
         request,
         scope: AnswerScope::new(config, &plugin.name)?,
         partition: partition(plugin, request),
-        settings: settings_digest(config),
+        config,
+        settings: std::cell::OnceCell::new(),
         deps,
     };
     if let Some(hit) = exec.cached(false)? {
@@ -72,7 +73,7 @@ pub fn respond(config: &HostConfig, request: &Request, deps: &Deps<'_>) -> Resul
     {
         // Recorded while the lock is held, so every waiter sees it.
         let line = crate::secrets::scrub(&format!("{err:#}")).into_owned();
-        let failure = SharedFailure::new(&line, deps.clock.now_ms(), &exec.settings);
+        let failure = SharedFailure::new(&line, deps.clock.now_ms(), exec.settings());
         deps.cache.put_failure(flight, &failure);
     }
     match outcome? {
@@ -126,12 +127,19 @@ struct Exec<'a> {
     /// The images the plugin may answer for.
     scope: AnswerScope<'a>,
     partition: Option<Partition>,
-    /// A digest of the whole host config, for shared failures.
-    settings: String,
+    config: &'a HostConfig,
+    /// A digest of the whole host config, for shared failures; worked out
+    /// only when one is read or written (formatting and hashing the whole
+    /// config was a sixth of a cache hit's instructions).
+    settings: std::cell::OnceCell<String>,
     deps: &'a Deps<'a>,
 }
 
 impl Exec<'_> {
+    fn settings(&self) -> &str {
+        self.settings.get_or_init(|| settings_digest(self.config))
+    }
+
     /// Fails with the line of a flight that failed within the plugin's
     /// `cache.shareFailuresFor`, if there is one.
     fn shared_failure(&self, flight: &str) -> Result<()> {
@@ -141,7 +149,7 @@ impl Exec<'_> {
         }
         let now = self.deps.clock.now_ms();
         match self.deps.cache.failure(flight) {
-            Some(failure) if failure.is_fresh(now, window, &self.settings) => {
+            Some(failure) if failure.is_fresh(now, window, self.settings()) => {
                 self.deps.audit.record(&Record::SharedFailure {
                     plugin: &self.plugin.name,
                     registry: wcp_core::image::registry_of(&self.request.image),
