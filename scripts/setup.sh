@@ -19,6 +19,14 @@ if ! python3 -c 'import prometheus_client' 2>/dev/null; then
         || python3 -m pip install --quiet --break-system-packages 'prometheus_client==0.26.0' >&2
 fi
 
+# The deploy tests validate every manifest in deploy/ against the Kubernetes
+# schemas kubernetes-validate ships (offline).
+if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
+    echo "==> installing kubernetes-validate (PyPI)" >&2
+    python3 -m pip install --quiet --user 'kubernetes-validate==1.34.1' >&2 \
+        || python3 -m pip install --quiet --break-system-packages 'kubernetes-validate==1.34.1' >&2
+fi
+
 # componentize-py, which builds the Python provider (plugins-py/) that the
 # tests run: the pinned version, pip-installed into a venv outside the clone.
 # Only scripts that need it call this (scripts/test); it exports WCP_PYTHON,

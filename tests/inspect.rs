@@ -135,3 +135,26 @@ fn a_missing_declaration_section_is_named() {
     let report: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(report["declarationSection"], true);
 }
+
+/// The service-account annotations a component reads are part of what it
+/// asks for: shown in the table and the JSON.
+#[test]
+fn declared_annotations_are_shown() {
+    let (ok, table, _) = inspect(&[artifacts::ACR_PLUGIN]);
+    assert!(ok);
+    assert!(
+        table.contains("  annotations           kubernetes.azure.com/acr-client-id, kubernetes.azure.com/acr-tenant-id\n"),
+        "{table}"
+    );
+    let (ok, json, _) = inspect(&[artifacts::ECR_PLUGIN, "--output", "json"]);
+    assert!(ok);
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        report["declared"]["annotations"],
+        serde_json::json!(["eks.amazonaws.com/ecr-role-arn"])
+    );
+    // A component that declares none has no such field.
+    let (_, json, _) = inspect(&[artifacts::STATIC_PLUGIN, "--output", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(report["declared"].get("annotations").is_none(), "{json}");
+}

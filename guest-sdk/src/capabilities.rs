@@ -21,6 +21,10 @@
 //! * `config`: the config keys the plugin reads; others are withheld.
 //! * `env`: environment variable names the plugin reads.
 //! * `serviceAccountToken`: whether the plugin needs the pod's token.
+//! * `annotations`: the service-account annotation keys the plugin reads
+//!   (its defaults, when its config can name others). The kubelet forwards
+//!   only the keys its provider entry lists; `check` compares the two and
+//!   `install` lists them.
 //!
 //! Anything not declared is denied, whatever the operator grants. Names
 //! must be well formed or the host refuses the component: config keys are
@@ -87,6 +91,9 @@ pub struct Declaration {
     /// The host refuses any config key the plugin does not declare.
     #[serde(default)]
     pub strict_config: bool,
+    /// The service-account annotation keys the plugin reads by default.
+    #[serde(default)]
+    pub annotations: Vec<String>,
 }
 
 impl Declaration {
@@ -220,9 +227,11 @@ const fn eq(json: &[u8], start: usize, end: usize, word: &[u8]) -> bool {
 }
 
 /// 0 outbound, 1 config, 2 env, 3 serviceAccountToken, 4 configTypes,
-/// 5 strictConfig.
+/// 5 strictConfig, 6 annotations.
 const fn field_of(json: &[u8], start: usize, end: usize) -> u8 {
-    if eq(json, start, end, b"configTypes") {
+    if eq(json, start, end, b"annotations") {
+        6
+    } else if eq(json, start, end, b"configTypes") {
         4
     } else if eq(json, start, end, b"strictConfig") {
         5
@@ -236,7 +245,7 @@ const fn field_of(json: &[u8], start: usize, end: usize) -> u8 {
         3
     } else {
         panic!(
-            "capabilities.json: unknown field; the fields are outbound, config, env, serviceAccountToken, configTypes and strictConfig"
+            "capabilities.json: unknown field; the fields are outbound, config, env, serviceAccountToken, configTypes, strictConfig and annotations"
         )
     }
 }
@@ -253,7 +262,9 @@ const fn boolean(json: &[u8], i: usize) -> usize {
 
 const fn list(json: &[u8], i: usize, field: u8) -> usize {
     if i >= json.len() || json[i] != b'[' {
-        panic!("capabilities.json: outbound, config and env must be arrays of strings");
+        panic!(
+            "capabilities.json: outbound, config, env and annotations must be arrays of strings"
+        );
     }
     let mut i = skip_ws(json, i + 1);
     if i < json.len() && json[i] == b']' {
@@ -265,6 +276,7 @@ const fn list(json: &[u8], i: usize, field: u8) -> usize {
         match field {
             0 => check_destination(json, start, end),
             1 => check_config_key(json, start, end),
+            6 => check_annotation_key(json, start, end),
             _ => check_env_name(json, start, end),
         }
         count += 1;
@@ -279,6 +291,31 @@ const fn list(json: &[u8], i: usize, field: u8) -> usize {
         } else {
             panic!("capabilities.json: expected ',' or ']' in a list");
         }
+    }
+}
+
+/// An annotation key: `[prefix/]name`, at most 253 + 1 + 63 bytes of
+/// letters, digits, `-`, `_`, `.` and one `/` (the host checks the exact
+/// Kubernetes rule when it loads the component).
+const fn check_annotation_key(json: &[u8], start: usize, end: usize) {
+    if end == start || end - start > 317 {
+        panic!("capabilities.json: an annotation key is 1 to 317 bytes");
+    }
+    let mut i = start;
+    let mut slashes = 0;
+    while i < end {
+        let c = json[i];
+        if c == b'/' {
+            slashes += 1;
+        } else if !(c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.') {
+            panic!(
+                "capabilities.json: an annotation key is [prefix/]name of letters, digits, '-', '_' and '.'"
+            );
+        }
+        i += 1;
+    }
+    if slashes > 1 || json[start] == b'/' || json[end - 1] == b'/' {
+        panic!("capabilities.json: an annotation key has at most one '/', between prefix and name");
     }
 }
 
@@ -458,6 +495,7 @@ mod tests {
             r#"{"outbound": [], "config": [], "env": [], "serviceAccountToken": false}"#,
             r#"{"config": ["a"], "configTypes": {"p": "jsonPointer", "u": "url", "w": "oneOf:x|y"}, "strictConfig": true}"#,
             r#"{"configTypes": {}}"#,
+            r#"{"annotations": ["eks.amazonaws.com/ecr-role-arn", "plain"]}"#,
             r#"{
               "outbound": ["https://sts.amazonaws.com", "https://*.amazonaws.com", "http://imds.local:8080", "config:stsEndpoint"],
               "config": ["roleArn", "a.b-c_d", "_x"],
@@ -471,6 +509,8 @@ mod tests {
         for path in [
             "../plugins/static/capabilities.json",
             "../plugins/ecr/capabilities.json",
+            "../plugins/acr/capabilities.json",
+            "../plugins/gcp/capabilities.json",
         ] {
             let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
             if let Ok(json) = std::fs::read_to_string(&path) {
@@ -504,6 +544,11 @@ mod tests {
             (r#"{"configTypes": {"-a": "url"}}"#, "config key"),
             (r#"{"configTypes": ["a"]}"#, "configTypes must be an object"),
             (r#"{"strictConfig": 1}"#, "true or false"),
+            (r#"{"annotations": ["a/b/c"]}"#, "at most one '/'"),
+            (r#"{"annotations": ["/a"]}"#, "at most one '/'"),
+            (r#"{"annotations": ["a b"]}"#, "annotation key"),
+            (r#"{"annotations": [""]}"#, "annotation key"),
+            (r#"{"annotations": "a"}"#, "arrays of strings"),
             ("[]", "not a JSON object"),
         ] {
             let got = check(json).unwrap_err();

@@ -38,8 +38,6 @@ pub fn run(config_path: &Path, plugin: Option<&str>, time_limit: Option<Duration
         watchdog(limit, current.clone());
     }
     let config = crate::config_file::load(config_path)?;
-    let audit = Arc::new(AuditLog::open(config.audit_log.as_deref()));
-    let background = time_limit.is_some();
     let plugins: Vec<_> = match plugin {
         None => config.plugins.iter().collect(),
         Some(name) => {
@@ -49,19 +47,39 @@ pub fn run(config_path: &Path, plugin: Option<&str>, time_limit: Option<Duration
             vec![found]
         }
     };
+    compile(&config, &plugins, time_limit.is_some(), &current)
+}
+
+/// Compiles every plugin of `config` (no other) in `plugins`; see [`run`].
+/// `install` calls it with a config read below its `--root`.
+#[cfg(not(feature = "compiler"))]
+pub fn compile_config(_config: &wcp_core::config::HostConfig) -> Result<()> {
+    anyhow::bail!("this runtime-only build has no compiler: run install from the default build")
+}
+
+/// Compiles every plugin of `config` that has no valid artifact.
+#[cfg(feature = "compiler")]
+pub fn compile_config(config: &wcp_core::config::HostConfig) -> Result<()> {
+    let plugins: Vec<_> = config.plugins.iter().collect();
+    compile(config, &plugins, false, &Current::default())
+}
+
+#[cfg(feature = "compiler")]
+fn compile(
+    config: &wcp_core::config::HostConfig,
+    plugins: &[&wcp_core::config::PluginConfig],
+    background: bool,
+    current: &Current,
+) -> Result<()> {
+    let audit = Arc::new(AuditLog::open(config.audit_log.as_deref()));
     let cache = CacheStore::open(&config.cache_directory, config.cache_max_entries)?;
     let engine = runtime::engine::new()?;
     let store = ArtifactStore::open(cache.dir(), cache.uid())?;
-    for plugin in plugins {
+    for &plugin in plugins {
         let module = module::load_stamped(plugin, None)?;
         // Install time is when a typed config's mistakes should show.
         let declaration = crate::declaration_section::declaration(&module.bytes)?;
-        crate::config_file::check_plugin_config(
-            &config,
-            plugin,
-            &declaration,
-            &Default::default(),
-        )?;
+        crate::config_file::check_plugin_config(config, plugin, &declaration, &Default::default())?;
         let required = crate::trust::requirement(plugin)?;
         match store.load(&engine, &module.sha256, &required) {
             Ok(Some(_)) => {

@@ -88,6 +88,9 @@ struct DeclaredReport {
     /// Whether the host refuses config keys the plugin does not declare.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     strict_config: bool,
+    /// Service-account annotation keys the plugin reads (declarations only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    annotations: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -202,6 +205,7 @@ fn declared_report(d: &Declaration) -> DeclaredReport {
             .map(|(k, t)| (k.clone(), t.to_string()))
             .collect(),
         strict_config: d.config_schema.strict,
+        annotations: d.annotations.iter().cloned().collect(),
     }
 }
 
@@ -237,6 +241,7 @@ fn grant_report(
             service_account_token: grant.service_account_token,
             config_types: BTreeMap::new(),
             strict_config: false,
+            annotations: Vec::new(),
         },
         allow_private_networks: grant
             .outbound
@@ -402,6 +407,9 @@ fn print_table(r: &Report) {
         "  serviceAccountToken   {}",
         r.declared.service_account_token
     );
+    if !r.declared.annotations.is_empty() {
+        println!("  annotations           {}", list(&r.declared.annotations));
+    }
     if !r.declared.config_types.is_empty() || r.declared.strict_config {
         let types: Vec<String> = r
             .declared

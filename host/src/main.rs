@@ -12,6 +12,7 @@ mod audit;
 mod budget;
 mod cache;
 mod cache_cli;
+mod check_cli;
 mod compile_cli;
 mod config_file;
 mod declaration_section;
@@ -19,6 +20,7 @@ mod events;
 mod exec;
 mod imports;
 mod inspect;
+mod install;
 mod invoke;
 mod logging;
 mod metrics;
@@ -111,6 +113,32 @@ enum Command {
         #[command(flatten)]
         registry: oci::RegistryArgs,
     },
+    /// Check a kubelet CredentialProviderConfig and a host config against
+    /// each other (and the plugins, bin dir and precompiled artifacts they
+    /// name): every problem at once, each with file, line and the fix.
+    /// Fails when there is an error.
+    Check {
+        /// The kubelet's --image-credential-provider-config file.
+        #[arg(long, value_name = "FILE")]
+        kubelet_config: PathBuf,
+        /// The host config the provider entry runs.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The kubelet's --image-credential-provider-bin-dir: check that
+        /// every provider's executable is there.
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+        /// Where the node's root filesystem is (an installer's mount):
+        /// absolute paths inside both files are read below it.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+    },
+    /// Install on a node (below --root): the exec binary and the compiler
+    /// in the kubelet's bin dir, the plugins and host config, the provider
+    /// entry merged into the kubelet config, precompiled artifacts; then
+    /// check, and print the kubelet flags. Idempotent; --dry-run shows the
+    /// changes; a file changed since it was installed needs --force.
+    Install(install::Options),
     /// The credential cache of the host config given with --config.
     Cache {
         #[command(subcommand)]
@@ -153,6 +181,21 @@ fn main() -> ExitCode {
             }),
             _,
         ) => oci::push(&wasm, &reference, &registry),
+        (
+            Some(Command::Check {
+                kubelet_config,
+                config,
+                bin_dir,
+                root,
+            }),
+            _,
+        ) => check_cli::run(&check_cli::Inputs {
+            kubelet_config: &kubelet_config,
+            host_config: &config,
+            bin_dir: bin_dir.as_deref(),
+            root: &root,
+        }),
+        (Some(Command::Install(options)), _) => install::run(&options),
         (Some(Command::Cache { .. } | Command::Compile { .. } | Command::Run { .. }), None) => {
             Err(anyhow::anyhow!("this command needs --config <FILE>"))
         }

@@ -95,7 +95,8 @@ fn read_bounded_identified(path: &Path) -> Result<(Vec<u8>, Option<Identity>)> {
     Ok((bytes, (before == after).then_some(before)))
 }
 
-/// A file's bytes, bounded as a module's are.
+/// A file's bytes, bounded as a module's are (for `push`).
+#[cfg(feature = "oci")]
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>> {
     Ok(read_bounded_identified(path)?.0)
 }

@@ -69,6 +69,8 @@ struct RawDeclaration {
     config_types: BTreeMap<String, String>,
     #[serde(default)]
     strict_config: bool,
+    #[serde(default)]
+    annotations: Vec<String>,
 }
 
 /// What a component asks for.
@@ -81,6 +83,10 @@ pub struct Declaration {
     /// The shapes of typed config keys and whether unknown keys are
     /// refused; checked against the host config when the plugin loads.
     pub config_schema: ConfigSchema,
+    /// The service-account annotation keys the plugin reads by default: the
+    /// kubelet forwards only the keys its provider entry lists, so `check`
+    /// compares the two (and `install` lists them).
+    pub annotations: BTreeSet<String>,
 }
 
 impl Declaration {
@@ -97,6 +103,15 @@ impl Declaration {
         check_count("config keys", raw.config.len())?;
         check_count("environment variables", raw.env.len())?;
         check_count("config types", raw.config_types.len())?;
+        check_count("annotation keys", raw.annotations.len())?;
+        for key in &raw.annotations {
+            crate::check::kubelet_config::check_annotation_key(key).map_err(|why| {
+                anyhow::anyhow!(
+                    "annotation key {} is not valid: {why}",
+                    crate::names::shown(key)
+                )
+            })?;
+        }
         let config_schema = ConfigSchema::parse_declared(raw.config_types, raw.strict_config)?;
         let outbound = outbound::parse_declared(&raw.outbound)?;
         let mut config = config_keys::parse_declared(raw.config)?;
@@ -116,6 +131,7 @@ impl Declaration {
             env: env::parse_declared(raw.env)?,
             service_account_token: raw.service_account_token,
             config_schema,
+            annotations: raw.annotations.into_iter().collect(),
         })
     }
 
@@ -262,6 +278,20 @@ mod tests {
 
     fn declaration(json: &str) -> Declaration {
         Declaration::parse(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn annotation_keys_are_checked_as_kubernetes_does() {
+        let d = declaration(r#"{"annotations": ["eks.amazonaws.com/ecr-role-arn"]}"#);
+        assert!(d.annotations.contains("eks.amazonaws.com/ecr-role-arn"));
+        for bad in [r#"["-x"]"#, r#"["a/b/c"]"#, r#"["UPPER_/x"]"#] {
+            let err =
+                Declaration::parse(format!(r#"{{"annotations": {bad}}}"#).as_bytes()).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("annotation key"),
+                "{bad}: {err:#}"
+            );
+        }
     }
 
     fn parse_grant(
