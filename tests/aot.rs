@@ -158,7 +158,10 @@ fn tampered_artifacts_are_never_executed_after_a_stamp_either() {
                     .is_some_and(|x| x == "stamp")
             })
             .count();
-        assert!(stamps >= 2, "{name}: the module and the artifact are stamped");
+        assert!(
+            stamps >= 2,
+            "{name}: the module and the artifact are stamped"
+        );
         let artifact = s.static_artifact();
         tamper(&s, &artifact);
         let how = s.run();
