@@ -74,14 +74,21 @@ impl Node {
         }
     }
 
-    /// Every file below the root with its mode and modification time.
-    fn snapshot(&self) -> Vec<(PathBuf, u32, std::time::SystemTime, Vec<u8>)> {
+    /// Every file below the root with its mode, modification time and
+    /// digest (a digest, not the bytes: a failure prints them all).
+    /// The host's cache directory (artifacts and their stamps) is the host's
+    /// own state, which every exec may update, so it is left out.
+    fn snapshot(&self) -> Vec<(PathBuf, u32, std::time::SystemTime, String)> {
         let mut out = Vec::new();
         let mut dirs = vec![self.root()];
+        let cache = self.at("var/lib/kubelet/wasm-credential-provider/cache");
         while let Some(dir) = dirs.pop() {
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();
                 let meta = std::fs::symlink_metadata(&path).unwrap();
+                if path == cache {
+                    continue;
+                }
                 if meta.is_dir() {
                     dirs.push(path);
                 } else {
@@ -89,7 +96,12 @@ impl Node {
                         path.clone(),
                         meta.permissions().mode() & 0o7777,
                         meta.modified().unwrap(),
-                        std::fs::read(&path).unwrap_or_default(),
+                        {
+                            use sha2::Digest;
+                            hex::encode(sha2::Sha256::digest(
+                                std::fs::read(&path).unwrap_or_default(),
+                            ))
+                        },
                     ));
                 }
             }
