@@ -51,7 +51,7 @@ impl Identity {
         ])
     }
 
-    fn bytes(&self) -> [u8; 56] {
+    pub fn bytes(&self) -> [u8; 56] {
         let mut out = [0u8; 56];
         for (i, n) in self.0.iter().enumerate() {
             out[i * 8..i * 8 + 8].copy_from_slice(&n.to_le_bytes());
@@ -60,7 +60,7 @@ impl Identity {
     }
 
     /// Whether the file's last change is old enough to stamp.
-    fn settled(&self, now: SystemTime) -> bool {
+    pub fn settled(&self, now: SystemTime) -> bool {
         let changed = UNIX_EPOCH + Duration::new(self.0[5], self.0[6] as u32);
         now.duration_since(changed).is_ok_and(|age| age >= SETTLED)
     }

@@ -117,30 +117,17 @@ fn paths() -> (Option<PathBuf>, Vec<PathBuf>) {
 /// whether all of it last changed at least `stamp::SETTLED` ago.
 fn fingerprint((file, dirs): &(Option<PathBuf>, Vec<PathBuf>)) -> ([u8; 32], bool) {
     let mut hasher = Sha256::new();
-    let settled_before = SystemTime::now()
-        .checked_sub(crate::stamp::SETTLED)
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .unwrap_or_default();
+    let settled_at = SystemTime::now();
     let mut settled = true;
     let mut stat = |path: &Path, meta: Option<std::fs::Metadata>| {
         use std::os::unix::ffi::OsStrExt;
-        use std::os::unix::fs::MetadataExt as _;
         hasher.update((path.as_os_str().len() as u64).to_le_bytes());
         hasher.update(path.as_os_str().as_bytes());
         match meta {
             Some(m) => {
-                settled &= Duration::new(m.ctime() as u64, m.ctime_nsec() as u32) < settled_before;
-                for n in [
-                    m.dev(),
-                    m.ino(),
-                    m.size(),
-                    m.mtime() as u64,
-                    m.mtime_nsec() as u64,
-                    m.ctime() as u64,
-                    m.ctime_nsec() as u64,
-                ] {
-                    hasher.update(n.to_le_bytes());
-                }
+                let identity = crate::stamp::Identity::of(&m);
+                settled &= identity.settled(settled_at);
+                hasher.update(identity.bytes());
             }
             None => hasher.update([0xff; 8]),
         }
