@@ -59,7 +59,9 @@ ensure_oci_tools() {
     if [ ! -x /usr/bin/docker-registry ]; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             echo "==> installing docker-registry (Debian)" >&2
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry >&2
+            # A fresh machine has no package lists yet: update once, then retry.
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry >&2 \
+                || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry >&2; }
         else
             echo "note: /usr/bin/docker-registry is missing and cannot be installed here (needs root and apt-get); tests/oci.rs skips its registry tests" >&2
         fi
