@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::workspace::{Workspace, host_binary};
+use support::workspace::{Workspace, host_binary, runtime_binary};
 use wcp_test_artifacts as artifacts;
 
 fn deploy_dir() -> PathBuf {
@@ -215,6 +215,12 @@ fn the_daemonset_passes_only_flags_the_installer_has_and_paths_agree() {
         );
     }
     assert!(image.contains_key(flag(&command, "--exec-binary")));
+    assert!(image.contains_key(flag(&command, "--runtime-binary")));
+    // The runtime the image's front hands misses to is beside it.
+    assert_eq!(
+        Path::new(flag(&command, "--runtime-binary")).parent(),
+        Path::new(flag(&command, "--exec-binary")).parent()
+    );
     // The host's cache directory (where install precompiles) is on the node.
     assert!(
         !host_config.contains("directory:"),
@@ -265,6 +271,7 @@ fn the_daemonset_command_installs_a_node() {
         ("--root", root.display().to_string()),
         ("--config", source.display().to_string()),
         ("--exec-binary", host_binary().display().to_string()),
+        ("--runtime-binary", runtime_binary().display().to_string()),
     ] {
         let i = args.iter().position(|a| a == name).unwrap();
         args[i + 1] = value;
@@ -286,6 +293,11 @@ fn the_daemonset_command_installs_a_node() {
     );
     let bin_dir = flag(&command, "--bin-dir").trim_start_matches('/');
     assert!(root.join(bin_dir).join("wasm-credential-provider").exists());
+    assert!(
+        root.join(bin_dir)
+            .join("wasm-credential-provider-runtime")
+            .exists()
+    );
     assert!(
         root.join(flag(&command, "--kubelet-config").trim_start_matches('/'))
             .exists()

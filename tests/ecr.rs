@@ -738,6 +738,9 @@ fn bench_ecr_release() {
     let aws = FakeAws::start(&token, StsMode::Ok, 0);
     let ws = Workspace::new();
     let config = aws.config(&ws, "", "");
+    // A config file is snapshotted for the front once it is two seconds
+    // old (host/src/config_snapshot.rs); the warm-up then writes it.
+    std::thread::sleep(Duration::from_millis(2100));
     let provider = Provider::new(&host, &config);
     let baseline = Provider {
         binary: native.into(),
@@ -800,6 +803,22 @@ fn bench_ecr_release() {
     println!(
         "({runs} interleaved rounds after one warm-up; columns: median, p95, ratio to native)"
     );
+    // Where one more cold exec's time goes, as the host logs it.
+    let traced = provider
+        .env("WCP_LOG", "debug")
+        .exec(&sa_request(&image, &token).annotation("example.com/nonce", "traced"));
+    credential(&traced);
+    println!("\n(d) phases of one cold exec (WCP_LOG=debug):");
+    for line in traced.stderr.lines().filter(|l| {
+        ["_us=", "us=", "handing over"]
+            .iter()
+            .any(|needle| l.contains(needle))
+    }) {
+        println!(
+            "  {}",
+            line.split_once("DEBUG ").map_or(line, |(_, rest)| rest)
+        );
+    }
 }
 
 /// User plus system CPU time of this process or of its waited-for children.

@@ -7,7 +7,7 @@ use crate::support;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::workspace::{Workspace, host_binary};
+use support::workspace::{Workspace, host_binary, runtime_binary};
 use wcp_test_artifacts as artifacts;
 
 const BIN_DIR: &str = "usr/libexec/kubernetes/credential-providers";
@@ -137,11 +137,12 @@ fn installs_idempotently_under_a_root() {
         format!("  create     /{CONFIG_DIR}/plugins/static.wasm (644, "),
         format!("  create     /{CONFIG_DIR}/host.yaml (600, "),
         format!("  create     /{BIN_DIR}/wasm-credential-provider-compile (755, "),
+        format!("  create     /{BIN_DIR}/wasm-credential-provider-runtime (755, "),
         format!("  create     /{BIN_DIR}/wasm-credential-provider (755, "),
         format!("  update     /{KUBELET_CONFIG} (644, "),
         format!("provider entry for /{KUBELET_CONFIG}:\n"),
         format!("args:\n- --config\n- /{CONFIG_DIR}/host.yaml\n"),
-        "dry run: 5 file(s) would change".to_string(),
+        "dry run: 6 file(s) would change".to_string(),
         format!("  --image-credential-provider-config=/{KUBELET_CONFIG}"),
         format!("  --image-credential-provider-bin-dir=/{BIN_DIR}"),
         "kubelet restart: needed".to_string(),
@@ -158,7 +159,7 @@ fn installs_idempotently_under_a_root() {
     assert!(first.success, "{}{}", first.stdout, first.stderr);
     save("install-first.txt", &first);
     assert!(
-        first.stdout.contains("5 file(s) changed"),
+        first.stdout.contains("6 file(s) changed"),
         "{}",
         first.stdout
     );
@@ -186,6 +187,19 @@ fn installs_idempotently_under_a_root() {
         mode(&node.at(&format!("{BIN_DIR}/wasm-credential-provider-compile"))),
         0o755
     );
+    // The front and the runtime it hands misses to, from this build.
+    for (installed, built) in [
+        ("wasm-credential-provider", host_binary()),
+        ("wasm-credential-provider-runtime", runtime_binary()),
+    ] {
+        let path = node.at(&format!("{BIN_DIR}/{installed}"));
+        assert_eq!(mode(&path), 0o755);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            std::fs::read(&built).unwrap(),
+            "{installed}"
+        );
+    }
     assert_eq!(
         mode(&node.at(&format!("{CONFIG_DIR}/plugins/static.wasm"))),
         0o644
@@ -238,7 +252,7 @@ fn installs_idempotently_under_a_root() {
     save("install-second.txt", &again);
     assert_eq!(
         again.stdout.matches("  unchanged  ").count(),
-        5,
+        6,
         "{}",
         again.stdout
     );

@@ -16,6 +16,7 @@ mod check;
 mod deploy;
 mod ecr;
 mod exec;
+mod front;
 mod gcp;
 mod host_limits;
 mod hostile_text;

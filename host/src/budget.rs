@@ -16,9 +16,57 @@ pub const EXEC_BUDGET: Duration = Duration::from_secs(58);
 
 static STARTED: OnceLock<Instant> = OnceLock::new();
 
-/// Marks the start of the exec; call first thing in `main`.
+/// How the front (`crate::front`) hands a request to the runtime:
+/// `<CLOCK_MONOTONIC ns when the exec started>:<why>`, so that the time
+/// the front spent counts against the same budget. It can only make the
+/// budget shorter: a start in the future, or one longer ago than the
+/// budget, is clamped.
+pub const HANDOFF_ENV: &str = "WCP_HANDOFF";
+
+/// Marks the start of the exec; call first thing in `main`. A process the
+/// front handed a request to started when the front did.
 pub fn start() -> Instant {
-    *STARTED.get_or_init(Instant::now)
+    *STARTED.get_or_init(|| {
+        let now = Instant::now();
+        std::env::var(HANDOFF_ENV)
+            .ok()
+            .and_then(|value| inherited_start(&value, now, monotonic_ns()))
+            .unwrap_or(now)
+    })
+}
+
+/// The start `value` (of [`HANDOFF_ENV`]) names, as an `Instant`; `None`
+/// if it is malformed.
+fn inherited_start(value: &str, now: Instant, now_ns: u64) -> Option<Instant> {
+    let started_ns: u64 = value.split(':').next()?.parse().ok()?;
+    let elapsed = Duration::from_nanos(now_ns.saturating_sub(started_ns)).min(EXEC_BUDGET);
+    now.checked_sub(elapsed)
+}
+
+/// Why the front handed this request over, if it did (the part of
+/// [`HANDOFF_ENV`] after the start time).
+pub fn handoff_reason() -> Option<String> {
+    let value = std::env::var(HANDOFF_ENV).ok()?;
+    Some(value.split_once(':')?.1.to_string())
+}
+
+/// The value of [`HANDOFF_ENV`] for an exec that started at `started_ns`.
+pub fn handoff_value(started_ns: u64, reason: &str) -> String {
+    format!("{started_ns}:{reason}")
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock `Instant` reads on Linux,
+/// and one that an exec'd process shares.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only into the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }
 
 /// When the exec started (the first call of [`start`] or of this).
@@ -47,6 +95,27 @@ pub fn call_deadline(timeout: Duration, now: Instant) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_handed_over_start_only_shortens_the_budget() {
+        let now = Instant::now();
+        let ns = 100_000_000_000u64;
+        let ms = Duration::from_millis;
+        assert_eq!(
+            inherited_start("99997000000:miss", now, ns),
+            Some(now - ms(3000))
+        );
+        // In the future: the start is now.
+        assert_eq!(inherited_start("200000000000:miss", now, ns), Some(now));
+        // Longer ago than the budget: clamped to it.
+        assert_eq!(
+            inherited_start("1:miss", now, ns),
+            now.checked_sub(EXEC_BUDGET)
+        );
+        assert_eq!(inherited_start("soon:miss", now, ns), None);
+        assert_eq!(inherited_start("", now, ns), None);
+        assert_eq!(handoff_value(5, "miss"), "5:miss");
+    }
 
     #[test]
     fn a_late_call_is_cut_to_the_budget() {

@@ -244,8 +244,38 @@ fn findings(inputs: &Inputs<'_>, kubelet_text: &str, host_text: &str) -> Finding
             &facts,
             &mut findings,
         );
+        if let Some(bin_dir) = inputs.bin_dir {
+            runtime_beside(kubelet, &runs_this_host, root, bin_dir, &mut findings);
+        }
     }
     findings
+}
+
+/// The front each provider entry of this host names hands every miss to
+/// the runtime in the same bin dir: without it, every miss fails.
+fn runtime_beside(
+    kubelet: &kubelet_config::CredentialProviderConfig,
+    runs_this_host: &dyn Fn(&str) -> bool,
+    root: &Path,
+    bin_dir: &Path,
+    findings: &mut Findings,
+) {
+    let runs = kubelet
+        .providers
+        .iter()
+        .position(|p| p.config_arg().is_some_and(runs_this_host));
+    let Some(k) = runs else {
+        return;
+    };
+    let runtime = bin_dir.join(crate::front::RUNTIME_NAME);
+    if let Err(why) = executable(&under_root(root, &runtime)) {
+        findings.error(
+            File::Kubelet,
+            format!("providers[{k}].name"),
+            format!("the provider hands every cache miss to {} beside it, which is not usable: {why}; every exec that is not a cache hit fails", crate::front::RUNTIME_NAME),
+            format!("install the runtime-only build as {} (mode 0755), or run `wasm-credential-provider install`", runtime.display()),
+        );
+    }
 }
 
 /// Go's `exec.LookPath` on one path: exists, not a directory, executable.

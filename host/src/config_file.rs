@@ -2,36 +2,54 @@
 //! `configFromFile` files and the `configFromEnv` variables. The core only
 //! parses and validates (it does no I/O); this module does the reading.
 
+use crate::stamp::Identity;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::Path;
 use std::sync::OnceLock;
 use wcp_core::capabilities::Declaration;
 use wcp_core::config::{ConfigSource, HostConfig, MAX_CONFIG_BYTES, PluginConfig, plugin_values};
 
-/// The text of the config this process loaded, kept for
-/// [`check_plugin_config`] (a process loads one config).
-static TEXT: OnceLock<String> = OnceLock::new();
+/// The text of the config this process loaded and the identity of the
+/// file it was read from, kept for [`check_plugin_config`] and the
+/// front's snapshot (a process loads one config).
+static LOADED: OnceLock<(String, Identity)> = OnceLock::new();
 
 /// Reads and validates the host config at `path`; relative paths in it
 /// are resolved against the file's directory. A file larger than
 /// [`MAX_CONFIG_BYTES`] is refused before it is read.
 pub fn load(path: &Path) -> Result<HostConfig> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read host config {}", path.display()))?;
+    let cannot_read = || format!("cannot read host config {}", path.display());
+    // One open: the identity recorded is that of the bytes parsed.
+    let mut file = std::fs::File::open(path).with_context(cannot_read)?;
+    let meta = file.metadata().with_context(cannot_read)?;
     if meta.len() > MAX_CONFIG_BYTES {
         bail!(
             "host config {} is larger than {MAX_CONFIG_BYTES} bytes",
             path.display()
         );
     }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read host config {}", path.display()))?;
-    let base = path.parent().unwrap_or_else(|| Path::new("."));
-    let config = HostConfig::parse(&text, base)
+    let mut text = String::new();
+    (&mut file)
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(cannot_read)?;
+    let config = HostConfig::parse(&text, base_dir(path))
         .with_context(|| format!("invalid host config {}", path.display()))?;
-    let _ = TEXT.set(text);
+    let _ = LOADED.set((text, Identity::of(&meta)));
     Ok(config)
+}
+
+/// The directory relative paths in the config at `path` are resolved
+/// against.
+pub fn base_dir(path: &Path) -> &Path {
+    path.parent().unwrap_or_else(|| Path::new("."))
+}
+
+/// The text [`load`] parsed and the identity of its file, if it loaded one.
+pub fn loaded() -> Option<&'static (String, Identity)> {
+    LOADED.get()
 }
 
 /// Checks `plugin`'s config against its module's typed declaration, when
@@ -44,8 +62,8 @@ pub fn check_plugin_config(
     values: &BTreeMap<String, String>,
 ) -> Result<()> {
     let invalid = || format!("invalid config for plugin {:?}", plugin.name);
-    if let (Some(text), Some(index)) = (
-        TEXT.get(),
+    if let (Some((text, _)), Some(index)) = (
+        LOADED.get(),
         config.plugins.iter().position(|p| p.name == plugin.name),
     ) {
         plugin_values::check_plugin_config(text, index, declaration)

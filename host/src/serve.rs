@@ -32,14 +32,13 @@ pub fn serve(config_path: &Path) -> Result<()> {
     }
     let t_request = Instant::now();
     let config = crate::config_file::load(config_path)?;
+    if crate::budget::handoff_reason().as_deref() == Some(crate::front::NO_SNAPSHOT) {
+        // The front found no usable snapshot: the next exec's hit will.
+        crate::config_snapshot::save(config_path);
+    }
     let t_config = Instant::now();
     let response = respond(&config, config_path, &request);
-    if let Some(dir) = &config.metrics_textfile_directory {
-        let plugin = config.select(&request.image).map(|p| p.name.as_str());
-        let answered = response.as_ref().ok().map(|r| !r.auth.is_empty());
-        crate::metrics::observe_exec(plugin, answered);
-        crate::metrics::flush(dir);
-    }
+    observe(&config, &request, response.as_ref().ok());
     let response = response?;
     let t_respond = Instant::now();
     write_stdout(&response)?;
@@ -52,6 +51,16 @@ pub fn serve(config_path: &Path) -> Result<()> {
         "exec phases"
     );
     Ok(())
+}
+
+/// Counts the exec in the metrics textfile, if the config has one
+/// (`response`: `None` for a failed exec).
+pub fn observe(config: &HostConfig, request: &Request, response: Option<&Response>) {
+    if let Some(dir) = &config.metrics_textfile_directory {
+        let plugin = config.select(&request.image).map(|p| p.name.as_str());
+        crate::metrics::observe_exec(plugin, response.map(|r| !r.auth.is_empty()));
+        crate::metrics::flush(dir);
+    }
 }
 
 /// The real dependencies of one exec, opened on first use: an exec whose
@@ -176,7 +185,7 @@ pub fn read_stdin() -> Result<Vec<u8>> {
     Ok(input)
 }
 
-fn write_stdout(response: &Response) -> Result<()> {
+pub fn write_stdout(response: &Response) -> Result<()> {
     let bytes = response.encode();
     let mut out = std::io::stdout().lock();
     out.write_all(&bytes)

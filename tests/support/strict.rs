@@ -26,7 +26,7 @@ pub struct Auth {
 }
 
 /// A response the kubelet would accept.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct Accepted {
     pub cache_key_type: String,
     pub cache_duration: Option<String>,

@@ -3,13 +3,18 @@
 
 use std::path::{Path, PathBuf};
 
-/// The host binary under test.
-/// The host the tests exec: the debug build of this crate, or
+/// The host the tests exec, as the kubelet does (the front, which hands
+/// misses to the runtime beside it): the debug build of this crate, or
 /// `WCP_TEST_HOST` (a release build, for the timing tests' numbers).
 pub fn host_binary() -> PathBuf {
     std::env::var_os("WCP_TEST_HOST")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wasm-credential-provider")))
+}
+
+/// The runtime beside [`host_binary`].
+pub fn runtime_binary() -> PathBuf {
+    host_binary().with_file_name("wasm-credential-provider-runtime")
 }
 
 pub struct Workspace {

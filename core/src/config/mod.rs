@@ -10,6 +10,7 @@
 pub mod plugin_values;
 pub mod problems;
 mod schema;
+pub mod snapshot;
 mod validate;
 
 pub use problems::{ConfigError, FieldPath, Problem, Problems};

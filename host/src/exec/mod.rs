@@ -27,25 +27,11 @@ use wcp_core::shared_failure::SharedFailure;
 /// nothing for, gets an empty answer; every other failure is the exec's
 /// one error line.
 pub fn respond(config: &HostConfig, request: &Request, deps: &Deps<'_>) -> Result<Response> {
-    let Some(plugin) = config.select(&request.image) else {
-        tracing::warn!(
-            image = %request.image,
-            "no plugin's matchImages matches the image; answering with no credentials"
-        );
-        return Ok(Response::empty(request.api_version));
+    let exec = match Exec::start(config, request, deps)? {
+        Started::Answered(response) => return Ok(response),
+        Started::Miss(exec) => exec,
     };
-    let exec = Exec {
-        plugin,
-        request,
-        scope: AnswerScope::new(config, &plugin.name)?,
-        partition: partition(plugin, request),
-        config,
-        settings: std::cell::OnceCell::new(),
-        deps,
-    };
-    if let Some(hit) = exec.cached(false)? {
-        return Ok(hit);
-    }
+    let (plugin, request) = (exec.plugin, exec.request);
     // Miss: one process per (plugin, registry, identity) calls the plugin;
     // the others wait for its answer, then find it in the cache.
     let held = match &exec.partition {
@@ -83,6 +69,28 @@ pub fn respond(config: &HostConfig, request: &Request, deps: &Deps<'_>) -> Resul
             Ok(Response::empty(request.api_version))
         }
     }
+}
+
+/// The answer [`respond`] gives without calling a plugin, if there is one:
+/// a cache hit, or the empty answer for an image no plugin matches.
+/// `Ok(None)` when the plugin would be called. The front (`crate::front`)
+/// serves these without a WebAssembly engine and hands the rest over.
+pub fn respond_without_plugin(
+    config: &HostConfig,
+    request: &Request,
+    deps: &Deps<'_>,
+) -> Result<Option<Response>> {
+    Ok(match Exec::start(config, request, deps)? {
+        Started::Answered(response) => Some(response),
+        Started::Miss(_) => None,
+    })
+}
+
+/// How far an exec gets before a plugin is needed.
+enum Started<'a> {
+    Answered(Response),
+    /// No cached answer: the plugin must be asked (or its flight awaited).
+    Miss(Exec<'a>),
 }
 
 /// The host config's fingerprint: its settings as `Debug` writes them
@@ -133,6 +141,36 @@ struct Exec<'a> {
     /// config was a sixth of a cache hit's instructions).
     settings: std::cell::OnceCell<String>,
     deps: &'a Deps<'a>,
+}
+
+impl<'a> Exec<'a> {
+    /// Selects the plugin and looks in the cache (the kubelet's order).
+    fn start(
+        config: &'a HostConfig,
+        request: &'a Request,
+        deps: &'a Deps<'a>,
+    ) -> Result<Started<'a>> {
+        let Some(plugin) = config.select(&request.image) else {
+            tracing::warn!(
+                image = %request.image,
+                "no plugin's matchImages matches the image; answering with no credentials"
+            );
+            return Ok(Started::Answered(Response::empty(request.api_version)));
+        };
+        let exec = Exec {
+            plugin,
+            request,
+            scope: AnswerScope::new(config, &plugin.name)?,
+            partition: partition(plugin, request),
+            config,
+            settings: std::cell::OnceCell::new(),
+            deps,
+        };
+        Ok(match exec.cached(false)? {
+            Some(hit) => Started::Answered(hit),
+            None => Started::Miss(exec),
+        })
+    }
 }
 
 impl Exec<'_> {

@@ -1,7 +1,8 @@
 //! `install`: lays down everything a node needs, idempotently, below a root
 //! prefix (`/` on the node; the host's filesystem mounted in an installer
-//! container): the runtime-only exec binary and the compiler beside it in
-//! the kubelet's provider bin dir, the plugins and the host config in the
+//! container): the exec binary (the front), the runtime-only build it
+//! hands misses to and the compiler beside them in the kubelet's provider
+//! bin dir, the plugins and the host config in the
 //! config dir, the provider entry merged into the kubelet's
 //! `CredentialProviderConfig` (other providers stay), precompiled
 //! artifacts; then it runs `check` over the result and prints the kubelet
@@ -27,6 +28,9 @@ use wcp_core::install::{Merge, ProviderEntry, TokenSettings, merge_kubelet_confi
 /// The name of the compiler installed beside the exec binary (the name
 /// the runtime-only build runs on an artifact miss).
 pub const COMPILER_NAME: &str = "wasm-credential-provider-compile";
+/// The name of the runtime installed beside the exec binary (the name the
+/// front hands misses to).
+pub const RUNTIME_NAME: &str = crate::front::RUNTIME_NAME;
 /// The host config's name in the config dir.
 const HOST_CONFIG_NAME: &str = "host.yaml";
 /// What the installer wrote, in the config dir.
@@ -66,10 +70,16 @@ pub struct Options {
     /// The provider entry's name: the exec binary's name in the bin dir.
     #[arg(long, value_name = "NAME", default_value = "wasm-credential-provider")]
     pub name: String,
-    /// The runtime-only build (no compiler) the kubelet execs; this binary
-    /// if not given.
+    /// The front the kubelet execs (`wasm-credential-provider` of a
+    /// build), installed as --name; the one beside this binary if not
+    /// given.
     #[arg(long, value_name = "FILE")]
     pub exec_binary: Option<PathBuf>,
+    /// The runtime-only build (no compiler) the front hands misses to,
+    /// installed as wasm-credential-provider-runtime; this binary if not
+    /// given.
+    #[arg(long, value_name = "FILE")]
+    pub runtime_binary: Option<PathBuf>,
     /// The default build (with the compiler), installed as
     /// wasm-credential-provider-compile; this binary if not given.
     #[arg(long, value_name = "FILE")]
@@ -116,6 +126,9 @@ pub fn run(options: &Options) -> Result<()> {
         bail!(
             "--name {name:?}: a provider name is not empty and has no '/' or space and is not '.' or '..'"
         );
+    }
+    if name == COMPILER_NAME || name == RUNTIME_NAME {
+        bail!("--name {name:?} is the name of the binary installed beside the provider");
     }
     let manifest_node = options.config_dir.join(MANIFEST_NAME);
     let manifest = Manifest::load(&under_root(root, &manifest_node))?;
@@ -286,8 +299,16 @@ fn plan(options: &Options, manifest: &Manifest) -> Result<(Vec<Planned>, bool)> 
         .compiler_binary
         .clone()
         .unwrap_or_else(|| this.clone());
-    let exec = options.exec_binary.clone().unwrap_or(this);
-    for (name, binary) in [(COMPILER_NAME, &compiler), (options.name.as_str(), &exec)] {
+    let front = options
+        .exec_binary
+        .clone()
+        .unwrap_or_else(|| this.with_file_name("wasm-credential-provider"));
+    let runtime = options.runtime_binary.clone().unwrap_or(this);
+    for (name, binary) in [
+        (COMPILER_NAME, &compiler),
+        (RUNTIME_NAME, &runtime),
+        (options.name.as_str(), &front),
+    ] {
         let content = Content::copy_of(binary)
             .with_context(|| format!("cannot read binary {}", binary.display()))?;
         at(options.bin_dir.join(name), content, 0o755);

@@ -44,6 +44,7 @@ pub async fn send(
     mut request: http::Request<WasiBody>,
     slot: Slot,
 ) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
+    let t0 = std::time::Instant::now();
     let stream = match target
         .proxy
         .proxy_for(target.scheme == Scheme::Https, &target.host)
@@ -66,6 +67,7 @@ pub async fn send(
             connect(&target, &addresses).await?
         }
     };
+    let t_connected = std::time::Instant::now();
     let io: Box<dyn IoStream> = match target.scheme {
         Scheme::Http => Box::new(stream),
         Scheme::Https => Box::new(target.tls.connect(&target.host, stream).await.map_err(|e| {
@@ -86,6 +88,7 @@ pub async fn send(
     )
     .await
     .map_err(|_| HttpError::ConnectionTimeout)??;
+    let t_secured = std::time::Instant::now();
     // The slot is held for as long as the connection is open.
     let conn_task = tokio::spawn(async move {
         let _slot = slot;
@@ -103,6 +106,16 @@ pub async fn send(
     let response = tokio::time::timeout(target.timeouts.first_byte, sender.send_request(request))
         .await
         .map_err(|_| HttpError::ConnectionReadTimeout)??;
+    let us = |a: std::time::Instant, b: std::time::Instant| {
+        b.saturating_duration_since(a).as_micros() as u64
+    };
+    tracing::debug!(
+        destination = %target.destination,
+        connect_us = us(t0, t_connected),
+        tls_us = us(t_connected, t_secured),
+        first_byte_us = us(t_secured, std::time::Instant::now()),
+        "outbound request phases (tls_us: TLS and HTTP handshakes, trust roots on first use)"
+    );
     let limit = target.max_response_bytes;
     if let Some(length) = response
         .headers()

@@ -1,44 +1,8 @@
-//! `wasm-credential-provider`: the binary the kubelet execs as an image
-//! credential provider. It reads one `CredentialProviderRequest` on stdin,
-//! runs the configured WebAssembly provider in a sandbox and writes one
-//! `CredentialProviderResponse` on stdout.
-//!
-//! Contract with the kubelet: stdout carries exactly one JSON response or
-//! nothing; every diagnostic goes to stderr; any failure exits non-zero with
-//! one line on stderr.
+//! The runtime's command line (`wasm-credential-provider-runtime`, which
+//! the front hands everything but a cache hit to): serve one kubelet
+//! request, or one of the operator's subcommands.
 
-mod artifact;
-mod audit;
-mod budget;
-mod cache;
-mod cache_cli;
-mod check_cli;
-mod compile_cli;
-mod config_file;
-mod declaration_section;
-mod events;
-mod exec;
-mod imports;
-mod inspect;
-mod install;
-mod invoke;
-mod logging;
-mod metrics;
-mod module;
-#[cfg(feature = "oci")]
-mod oci;
-mod run_cli;
-mod runtime;
-mod sandbox;
-mod secrets;
-mod serve;
-#[cfg(feature = "compiler")]
-mod signature;
-mod stamp;
-mod tls;
-mod trust;
-mod trust_roots;
-
+use crate::*;
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -157,7 +121,8 @@ enum CacheAction {
     },
 }
 
-fn main() -> ExitCode {
+/// Runs the command line given to this process.
+pub fn main() -> ExitCode {
     let started = budget::start();
     let cli = Cli::parse();
     logging::init();

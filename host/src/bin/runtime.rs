@@ -1,0 +1,14 @@
+//! `wasm-credential-provider-runtime`: the host with the WebAssembly
+//! runtime. The front (`wasm-credential-provider`, the binary the kubelet
+//! execs) hands it every exec it cannot answer from the cache: it reads one
+//! `CredentialProviderRequest` on stdin, runs the configured WebAssembly
+//! provider in a sandbox and writes one `CredentialProviderResponse` on
+//! stdout. It also runs every operator subcommand.
+//!
+//! Contract with the kubelet: stdout carries exactly one JSON response or
+//! nothing; every diagnostic goes to stderr; any failure exits non-zero with
+//! one line on stderr.
+
+fn main() -> std::process::ExitCode {
+    wasm_credential_provider::cli::main()
+}

@@ -1,0 +1,299 @@
+//! `wasm-credential-provider`, the binary the kubelet execs: a small front
+//! that answers what needs no plugin (a cache hit, an image no plugin
+//! matches) and hands every other exec to the runtime beside it
+//! (`wasm-credential-provider-runtime`), by `execve`: the same process,
+//! the request on its stdin, the same budget.
+//!
+//! Why two binaries: a cache hit is most execs on a busy node, and since
+//! KEP-2535 the kubelet also asks for images already present. The runtime
+//! links wasmtime, rustls, tokio and a YAML parser, and starting it costs
+//! more than the hit itself (dynamic relocations, faulting in megabytes).
+//! This binary links none of them (`cargo tree`/`nm` say so; the startup
+//! benchmark measures both), reads the host config from its JSON snapshot
+//! (`crate::config_snapshot`) and the answer from the credential cache,
+//! with the same code as the runtime (`crate::exec`).
+//!
+//! Anything the front is unsure of goes to the runtime, which decides
+//! exactly as it does when run directly: a malformed request, no usable
+//! snapshot, a cache miss, any error, any other command line. So the
+//! front can make an exec faster, never different.
+
+use crate::events::Record;
+use crate::exec::{self, Audit, CredentialCache, Deps, PluginCall, SystemClock};
+use crate::runtime::Outcome;
+use crate::serve::Host;
+use anyhow::{Context, Result, bail};
+use std::ffi::OsString;
+use std::io::{Seek, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+use wcp_core::cache_entry::Entry;
+use wcp_core::config::PluginConfig;
+use wcp_core::protocol::{Request, Response};
+use wcp_core::shared_failure::SharedFailure;
+
+/// The runtime's file name, beside this binary.
+pub const RUNTIME_NAME: &str = "wasm-credential-provider-runtime";
+/// Overrides where the runtime is (tests of a build tree; the installer
+/// puts it beside the front).
+pub const RUNTIME_ENV: &str = "WCP_RUNTIME";
+/// Handoff reason: the front had no usable config snapshot; the runtime
+/// writes one.
+pub const NO_SNAPSHOT: &str = "no-snapshot";
+
+/// Why the front hands an exec over (the reason part of
+/// `crate::budget::HANDOFF_ENV`).
+#[derive(Debug, Clone, Copy)]
+enum Handoff {
+    /// Not `--config FILE` alone: a subcommand, or help.
+    Command,
+    /// The request does not decode; the runtime reports it.
+    Request,
+    /// No usable config snapshot.
+    NoSnapshot,
+    /// The plugin must be called.
+    Miss,
+    /// Something failed on the way; the runtime decides.
+    Error,
+}
+
+impl Handoff {
+    fn reason(self) -> &'static str {
+        match self {
+            Handoff::Command => "command",
+            Handoff::Request => "request",
+            Handoff::NoSnapshot => NO_SNAPSHOT,
+            Handoff::Miss => "miss",
+            Handoff::Error => "error",
+        }
+    }
+}
+
+/// The front's `main`.
+pub fn main() -> ExitCode {
+    let started_ns = crate::budget::monotonic_ns();
+    let started = crate::budget::start();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let Some(config_path) = serve_config(&args) else {
+        return hand_over(&args, None, started_ns, Handoff::Command);
+    };
+    crate::logging::init();
+    let input = match crate::serve::read_stdin() {
+        Ok(input) => input,
+        Err(err) => {
+            crate::logging::report_failure(&err);
+            return ExitCode::FAILURE;
+        }
+    };
+    match answer(&config_path, &input) {
+        Ok(response) => {
+            let result = crate::serve::write_stdout(&response);
+            tracing::debug!(
+                total_us = started.elapsed().as_micros() as u64,
+                "answered by the front"
+            );
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    crate::logging::report_failure(&err);
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(handoff) => hand_over(&args, Some(&input), started_ns, handoff),
+    }
+}
+
+/// The config path when the command line is the kubelet's: `--config
+/// FILE` (or `--config=FILE`) and nothing else.
+fn serve_config(args: &[OsString]) -> Option<PathBuf> {
+    match args.get(1..)? {
+        [flag, path] if flag == "--config" && !path.is_empty() => Some(PathBuf::from(path)),
+        [flag] => {
+            use std::os::unix::ffi::OsStrExt;
+            let path = flag.as_bytes().strip_prefix(b"--config=")?;
+            (!path.is_empty()).then(|| PathBuf::from(std::ffi::OsStr::from_bytes(path)))
+        }
+        _ => None,
+    }
+}
+
+/// The answer to the request in `input` if the front can give it.
+fn answer(config_path: &Path, input: &[u8]) -> std::result::Result<Response, Handoff> {
+    let t0 = Instant::now();
+    let request = Request::decode(input).map_err(|_| Handoff::Request)?;
+    if let Some(token) = &request.service_account_token {
+        crate::secrets::register(token);
+    }
+    let config = crate::config_snapshot::load(config_path).map_err(|e| {
+        tracing::debug!(error = %format!("{e:#}"), "no usable config snapshot; handing over to the runtime");
+        Handoff::NoSnapshot
+    })?;
+    let t_config = Instant::now();
+    let host = Host::new(&config, config_path);
+    let front = Front { host: &host };
+    let deps = Deps {
+        plugin: &front,
+        cache: &front,
+        clock: &SystemClock,
+        audit: &front,
+    };
+    let response = match exec::respond_without_plugin(&config, &request, &deps) {
+        Ok(Some(response)) => response,
+        Ok(None) => return Err(Handoff::Miss),
+        Err(e) => {
+            tracing::debug!(error = %format!("{e:#}"), "handing over to the runtime");
+            return Err(Handoff::Error);
+        }
+    };
+    crate::serve::observe(&config, &request, Some(&response));
+    let us = |a: Instant, b: Instant| b.saturating_duration_since(a).as_micros() as u64;
+    tracing::debug!(
+        snapshot_us = us(t0, t_config),
+        lookup_us = us(t_config, Instant::now()),
+        "front phases"
+    );
+    Ok(response)
+}
+
+/// Replaces this process with the runtime, given the same arguments and
+/// `input` (the request already read) as its stdin. Returns only if that
+/// fails.
+fn hand_over(
+    args: &[OsString],
+    input: Option<&[u8]>,
+    started_ns: u64,
+    handoff: Handoff,
+) -> ExitCode {
+    let err = match exec_runtime(args, input, started_ns, handoff) {
+        Err(err) => err,
+        Ok(never) => match never {},
+    };
+    crate::logging::report_failure(&err);
+    ExitCode::FAILURE
+}
+
+fn exec_runtime(
+    args: &[OsString],
+    input: Option<&[u8]>,
+    started_ns: u64,
+    handoff: Handoff,
+) -> Result<std::convert::Infallible> {
+    let runtime = runtime_path()?;
+    let mut command = std::process::Command::new(&runtime);
+    command.args(args.get(1..).unwrap_or_default()).env(
+        crate::budget::HANDOFF_ENV,
+        crate::budget::handoff_value(started_ns, handoff.reason()),
+    );
+    if let Some(arg0) = args.first() {
+        command.arg0(arg0);
+    }
+    if let Some(input) = input {
+        command.stdin(request_file(input)?);
+    }
+    tracing::debug!(reason = handoff.reason(), "handing over to the runtime");
+    let err = command.exec();
+    bail!(
+        "cannot run the runtime {} (installed beside this binary): {err}",
+        runtime.display()
+    )
+}
+
+/// Where the runtime is: `$WCP_RUNTIME`, else beside this binary.
+fn runtime_path() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(RUNTIME_ENV) {
+        return Ok(PathBuf::from(path));
+    }
+    let this = std::env::current_exe().context("cannot locate this binary")?;
+    Ok(this.with_file_name(RUNTIME_NAME))
+}
+
+/// An anonymous in-memory file holding `input`, read from its start: the
+/// runtime's stdin, as the kubelet's pipe was (already drained here).
+fn request_file(input: &[u8]) -> Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the name is a NUL-terminated literal; flags are valid.
+    let fd = unsafe { libc::memfd_create(c"wcp-request".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot hand the request over");
+    }
+    // SAFETY: `fd` was just created and is owned by nothing else.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(input)
+        .and_then(|()| file.rewind())
+        .context("cannot hand the request over")?;
+    Ok(file)
+}
+
+/// The front's dependencies: the runtime's cache and audit log, and no
+/// plugin call (the front never calls one; a miss is handed over before).
+struct Front<'a> {
+    host: &'a Host<'a>,
+}
+
+impl PluginCall for Front<'_> {
+    fn call(&self, plugin: &PluginConfig, _: &Request) -> Result<Outcome> {
+        bail!("the front does not run plugin {:?}", plugin.name)
+    }
+}
+
+impl CredentialCache for Front<'_> {
+    fn get(&self, scope: &str, key: &[u8], now: u64) -> Option<Entry> {
+        self.host.get(scope, key, now)
+    }
+    fn put(&self, entry: &Entry, now: u64) -> Result<()> {
+        self.host.put(entry, now)
+    }
+    fn lock(&self, flight: &str, deadline: Instant) -> Option<exec::Flight> {
+        self.host.lock(flight, deadline)
+    }
+    fn failure(&self, flight: &str) -> Option<SharedFailure> {
+        self.host.failure(flight)
+    }
+    fn put_failure(&self, flight: &str, failure: &SharedFailure) {
+        self.host.put_failure(flight, failure)
+    }
+}
+
+impl Audit for Front<'_> {
+    fn record(&self, record: &Record<'_>) {
+        self.host.record(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn only_the_kubelets_command_line_is_served_here() {
+        let served = |list: &[&str]| serve_config(&args(list));
+        assert_eq!(
+            served(&["wcp", "--config", "/h.yaml"]),
+            Some("/h.yaml".into())
+        );
+        assert_eq!(served(&["wcp", "--config=/h.yaml"]), Some("/h.yaml".into()));
+        assert_eq!(served(&["wcp", "--config", ""]), None);
+        assert_eq!(served(&["wcp", "--config="]), None);
+        assert_eq!(served(&["wcp", "--config", "/h.yaml", "compile"]), None);
+        assert_eq!(served(&["wcp", "inspect", "x.wasm"]), None);
+        assert_eq!(served(&["wcp", "--help"]), None);
+        assert_eq!(served(&["wcp"]), None);
+        assert_eq!(served(&[]), None);
+    }
+
+    #[test]
+    fn the_request_file_reads_from_its_start() {
+        use std::io::Read;
+        let mut file = request_file(b"{\"kind\":1}").unwrap();
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "{\"kind\":1}");
+    }
+}

@@ -1,0 +1,323 @@
+//! The front (`wasm-credential-provider`, what the kubelet execs) answers
+//! cache hits from the config snapshot without the runtime, and hands
+//! everything else to the runtime unchanged: the same answers, the same
+//! errors, never a stale config.
+//!
+//! "Answered by the front alone" is shown by pointing `WCP_RUNTIME` at a
+//! file that does not exist: an exec that needed the runtime then fails
+//! with the front's one line.
+
+use crate::support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::kubelet::{Exec, Provider, RequestSpec, V1};
+use support::server::{Reply, TestServer};
+use support::workspace::{Workspace, host_binary, runtime_binary};
+use wcp_test_artifacts as artifacts;
+
+const NO_RUNTIME: &str = "/nonexistent/wasm-credential-provider-runtime";
+
+/// A config whose file is old enough to be snapshotted (the runtime only
+/// snapshots a file whose ctime is two seconds old, see
+/// `host/src/config_snapshot.rs`).
+fn settle() {
+    std::thread::sleep(Duration::from_millis(2100));
+}
+
+struct Setup {
+    ws: Workspace,
+    server: TestServer,
+    config: PathBuf,
+    run_dir: PathBuf,
+}
+
+impl Setup {
+    /// The probe plugin against a counting token server.
+    fn new(key_type: &str) -> Self {
+        let ws = Workspace::new();
+        let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = TestServer::http(move |_| {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            Reply::text(200, &format!("token-{n}"))
+        });
+        let config = ws.config(&format!(
+            "  - name: probe\n    module: {}\n    matchImages: [\"*.registry.io\"]\n    config: {{target: \"{}\", cacheKeyType: {key_type}}}\n    grants:\n      outbound: [\"http://{}\"]\n      serviceAccountToken: true\n",
+            artifacts::HTTP_PROBE,
+            server.url("/token"),
+            server.addr
+        ));
+        let run_dir = ws.path().join("run");
+        Self {
+            ws,
+            server,
+            config,
+            run_dir,
+        }
+    }
+
+    fn provider(&self, binary: &Path) -> Provider {
+        Provider::new(binary, &self.config)
+            .env("WCP_RUNTIME_DIR", &self.run_dir.display().to_string())
+    }
+
+    /// The front with no runtime to hand over to.
+    fn front_alone(&self, request: &RequestSpec) -> Exec {
+        self.provider(&host_binary())
+            .env("WCP_RUNTIME", NO_RUNTIME)
+            .exec(request)
+    }
+
+    fn front(&self, request: &RequestSpec) -> Exec {
+        self.provider(&host_binary()).exec(request)
+    }
+
+    fn runtime(&self, request: &RequestSpec) -> Exec {
+        self.provider(&runtime_binary()).exec(request)
+    }
+
+    fn calls(&self) -> usize {
+        self.server.seen().len()
+    }
+
+    fn snapshots(&self) -> Vec<PathBuf> {
+        match std::fs::read_dir(&self.run_dir) {
+            Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+fn token(name: &str, nonce: &str) -> String {
+    support::tokens::sa_token("registry", "team", name, &format!("uid-{name}"), nonce)
+}
+
+/// The answer without its `cacheDuration` (it counts down between execs).
+fn answer(exec: &Exec) -> support::strict::Accepted {
+    assert!(exec.success, "{exec:#?}");
+    let mut accepted = support::strict::decode(&exec.stdout, V1).unwrap();
+    accepted.cache_duration = None;
+    accepted
+}
+
+fn assert_needed_the_runtime(exec: &Exec) {
+    exec.assert_clean_failure(&format!("cannot run the runtime {NO_RUNTIME}"));
+}
+
+#[test]
+fn hits_are_answered_by_the_front_exactly_as_the_runtime_answers_them() {
+    for key_type in ["Image", "Registry", "Global"] {
+        let s = Setup::new(key_type);
+        settle();
+        let puller = token("puller", "pod-1");
+        let first = RequestSpec::new(V1, "a.registry.io/app").token(&puller);
+        // A miss: the front hands it over; the runtime answers and, the
+        // front having found no snapshot, writes one.
+        let missed = s.front(&first);
+        answer(&missed);
+        assert_eq!(s.calls(), 1);
+        assert_eq!(s.snapshots().len(), 1, "{:?}", s.snapshots());
+        let requests = [
+            first.clone(),
+            RequestSpec::new(V1, "a.registry.io/app").token(&token("puller", "pod-2")),
+            RequestSpec::new(V1, "a.registry.io/other").token(&puller),
+            RequestSpec::new(V1, "b.registry.io/app").token(&puller),
+            RequestSpec::new(V1, "a.registry.io/app").token(&token("pusher", "pod-3")),
+            RequestSpec::new(V1, "a.registry.io/app"),
+            // No plugin matches: the empty answer needs no plugin either.
+            RequestSpec::new(V1, "elsewhere.example.com/app").token(&puller),
+        ];
+        for request in &requests {
+            let calls = s.calls();
+            let alone = s.front_alone(request);
+            // The runtime, run directly, is the reference: a hit there
+            // (no upstream call) is exactly a hit in the front.
+            let reference = s.runtime(request);
+            let hit = s.calls() == calls;
+            if hit {
+                assert_eq!(answer(&alone), answer(&reference), "{key_type} {request:?}");
+            } else {
+                assert_needed_the_runtime(&alone);
+                answer(&reference);
+            }
+            let expected_hit = match request.image.as_str() {
+                "elsewhere.example.com/app" => true,
+                _ if request.token.is_none() => false,
+                _ if request.token.as_deref() == Some(&token("pusher", "pod-3")) => false,
+                "a.registry.io/app" => true,
+                "a.registry.io/other" => key_type != "Image",
+                _ => key_type == "Global",
+            };
+            assert_eq!(hit, expected_hit, "{key_type} {request:?}");
+        }
+        // The hits the front served are in the audit log like any other.
+        let audit = std::fs::read_to_string(s.ws.path().join("audit.jsonl")).unwrap();
+        assert!(audit.contains("\"cache_hit\""), "{audit}");
+    }
+}
+
+#[test]
+fn an_edited_config_is_never_answered_from_the_old_snapshot() {
+    let s = Setup::new("Registry");
+    settle();
+    let request = RequestSpec::new(V1, "a.registry.io/app").token(&token("puller", "pod-1"));
+    answer(&s.front(&request));
+    answer(&s.front_alone(&request));
+    // Same size, same second: only the identity of the file tells.
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let edited = text.replace("*.registry.io", "*.registry.xy");
+    assert_eq!(text.len(), edited.len());
+    std::fs::write(&s.config, &edited).unwrap();
+    assert_needed_the_runtime(&s.front_alone(&request));
+    // The runtime reads the edit: the image no longer matches.
+    let empty = answer(&s.front(&request));
+    assert!(empty.auth.is_empty(), "{empty:?}");
+    // Replaced by rename (a ConfigMap update) rather than written.
+    std::fs::write(s.ws.path().join("new.yaml"), &text).unwrap();
+    std::fs::rename(s.ws.path().join("new.yaml"), &s.config).unwrap();
+    assert_needed_the_runtime(&s.front_alone(&request));
+}
+
+#[test]
+fn a_snapshot_in_any_doubt_is_not_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::new("Registry");
+    settle();
+    let request = RequestSpec::new(V1, "a.registry.io/app").token(&token("puller", "pod-1"));
+    answer(&s.front(&request));
+    answer(&s.front_alone(&request));
+    let snapshot = s.snapshots().pop().unwrap();
+    let original = std::fs::read(&snapshot).unwrap();
+    let header_end = original.iter().position(|b| *b == b'\n').unwrap() + 1;
+    let restore = || {
+        let _ = std::fs::remove_file(&snapshot);
+        std::fs::write(&snapshot, &original).unwrap();
+        std::fs::set_permissions(&snapshot, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&s.run_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        answer(&s.front_alone(&request));
+    };
+    let mut planted = original[..header_end].to_vec();
+    planted.extend_from_slice(b"{\"apiVersion\": [");
+    let cases: Vec<(&str, Box<dyn Fn()>)> = vec![
+        (
+            "group-writable snapshot",
+            Box::new(|| {
+                std::fs::set_permissions(&snapshot, std::fs::Permissions::from_mode(0o620)).unwrap()
+            }),
+        ),
+        (
+            "world-readable directory",
+            Box::new(|| {
+                std::fs::set_permissions(&s.run_dir, std::fs::Permissions::from_mode(0o755))
+                    .unwrap()
+            }),
+        ),
+        (
+            "symlinked snapshot",
+            Box::new(|| {
+                let elsewhere = s.ws.write("elsewhere.json", &original);
+                std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o600))
+                    .unwrap();
+                std::fs::remove_file(&snapshot).unwrap();
+                std::os::unix::fs::symlink(&elsewhere, &snapshot).unwrap();
+            }),
+        ),
+        (
+            "malformed JSON under a valid header",
+            Box::new(|| std::fs::write(&snapshot, &planted).unwrap()),
+        ),
+        (
+            "another file's header",
+            Box::new(|| {
+                let mut other = original.clone();
+                other[header_end - 2] ^= 1;
+                std::fs::write(&snapshot, &other).unwrap()
+            }),
+        ),
+        (
+            "oversized",
+            Box::new(|| {
+                let mut big = original.clone();
+                big.resize(original.len() + 9 * 1024 * 1024, b' ');
+                std::fs::write(&snapshot, &big).unwrap()
+            }),
+        ),
+    ];
+    for (name, damage) in cases {
+        damage();
+        assert_needed_the_runtime(&s.front_alone(&request));
+        // With the runtime: answered as ever, and the snapshot written again.
+        let answered = s.front(&request);
+        answer(&answered);
+        assert!(answered.stderr.is_empty(), "{name}: {}", answered.stderr);
+        restore();
+    }
+}
+
+#[test]
+fn the_runtime_gets_the_request_and_the_command_line_the_front_got() {
+    let s = Setup::new("Registry");
+    // Requests the front cannot decode reach the runtime byte for byte:
+    // its error line is the exec's one line.
+    for (input, needle) in [
+        (b"{not json".to_vec(), "malformed CredentialProviderRequest"),
+        (vec![b' '; 1024 * 1024 + 10], "larger than"),
+    ] {
+        let exec = s.provider(&host_binary()).exec_raw(&input);
+        let line = exec.assert_clean_failure(needle);
+        let direct = s.provider(&runtime_binary()).exec_raw(&input);
+        assert_eq!(direct.stderr_lines(), vec![line.as_str()]);
+    }
+    // A request near the limit is handed over whole.
+    let mut big = RequestSpec::new(V1, "a.registry.io/app");
+    big = big.annotation("example.com/pad", &"x".repeat(900 * 1024));
+    answer(&s.front(&big));
+    // Subcommands and help go to the runtime as given.
+    let out = std::process::Command::new(host_binary())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("wasm-credential-provider "));
+    // Without the runtime beside it, a miss is one clear line.
+    let missing = s
+        .provider(&host_binary())
+        .env("WCP_RUNTIME", NO_RUNTIME)
+        .exec(&RequestSpec::new(V1, "a.registry.io/app"));
+    assert_needed_the_runtime(&missing);
+}
+
+/// What the kubelet execs on a hit must not carry the runtime: no
+/// WebAssembly engine, compiler, WASI, TLS stack, async runtime, HTTP
+/// client or YAML parser is linked. Read from the defined symbols (`nm`),
+/// which the linker keeps only for code it kept; the runtime must have
+/// each, or the test looks for the wrong names. (wasmtime's `libcalls`,
+/// exported for compiled code, do stay: a few KiB, no relocations.)
+#[test]
+fn the_front_links_no_runtime() {
+    let symbols = |binary: PathBuf| {
+        let out = std::process::Command::new("nm")
+            .args(["--defined-only", "-C"])
+            .arg(&binary)
+            .output()
+            .expect("nm (binutils) is installed with gcc");
+        assert!(out.status.success(), "nm {}", binary.display());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let front = symbols(host_binary());
+    let runtime = symbols(runtime_binary());
+    for name in [
+        "wasmtime::engine::",
+        "wasmtime::runtime::component::linker",
+        "cranelift_codegen::",
+        "wasmtime_wasi::",
+        "rustls::",
+        "tokio::",
+        "hyper::",
+        "serde_yaml_ng::",
+        "marked_yaml::",
+    ] {
+        assert!(runtime.contains(name), "the runtime has no {name}");
+        assert!(!front.contains(name), "the front links {name}");
+    }
+}
