@@ -178,6 +178,9 @@ fn an_edited_config_is_never_answered_from_the_old_snapshot() {
     assert_needed_the_runtime(&s.front_alone(&request));
 }
 
+/// A way to damage the snapshot, by name.
+type Damage<'a> = (&'a str, Box<dyn Fn() + 'a>);
+
 #[test]
 fn a_snapshot_in_any_doubt_is_not_read() {
     use std::os::unix::fs::PermissionsExt;
@@ -198,7 +201,7 @@ fn a_snapshot_in_any_doubt_is_not_read() {
     };
     let mut planted = original[..header_end].to_vec();
     planted.extend_from_slice(b"{\"apiVersion\": [");
-    let cases: Vec<(&str, Box<dyn Fn()>)> = vec![
+    let cases: Vec<Damage<'_>> = vec![
         (
             "group-writable snapshot",
             Box::new(|| {

@@ -24,6 +24,10 @@ struct Cli {
 }
 
 #[derive(clap::Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value, parsed once per process"
+)]
 enum Command {
     /// Show what a component is, what it declares and imports, and (with
     /// --config) what it was granted and where the two differ. Does not run it.
