@@ -291,6 +291,18 @@ fn the_provider_entry_and_its_executable() {
     );
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The front is there; the runtime it hands misses to is not.
+    let out = check(&kubelet, &host, &["--bin-dir", &bin_arg]);
+    assert!(!out.success);
+    let lines = findings(&out);
+    assert_eq!(lines.len(), 1, "{}", out.stdout);
+    assert!(
+        lines[0].contains(":4: error: providers[0].name: the provider hands every cache miss to wasm-credential-provider-runtime beside it, which is not usable"),
+        "{}",
+        out.stdout
+    );
+    let runtime = ws.write("bin/wasm-credential-provider-runtime", "#!/bin/sh\n");
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = check(&kubelet, &host, &["--bin-dir", &bin_arg]);
     assert!(out.success, "{}", out.stdout);
 }
