@@ -42,47 +42,66 @@ fn directory() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os(RUNTIME_DIR_ENV) {
         return Some(PathBuf::from(dir));
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if current_uid() == 0 {
         return Some(PathBuf::from(ROOT_RUNTIME_DIR));
     }
     std::env::var_os("XDG_RUNTIME_DIR").map(|dir| Path::new(&dir).join("wasm-credential-provider"))
 }
 
-/// The snapshot file of the config at `config_path`.
-fn file_for(dir: &Path, config_path: &Path) -> Result<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
-    let absolute =
-        std::path::absolute(config_path).context("cannot make the config path absolute")?;
-    let digest = Sha256::digest(absolute.as_os_str().as_bytes());
-    Ok(dir.join(format!("config-{}.json", hex::encode(&digest[..16]))))
+/// A config path made absolute once (without touching the filesystem):
+/// it names the snapshot file and is bound into its header.
+struct ConfigPath {
+    absolute: PathBuf,
 }
 
-/// The header line binding a snapshot to its file.
-fn header(config_path: &Path, identity: &Identity) -> Result<String> {
-    use std::os::unix::ffi::OsStrExt;
-    let absolute =
-        std::path::absolute(config_path).context("cannot make the config path absolute")?;
-    Ok(format!(
-        "{MAGIC} {} {}\n",
-        hex::encode(identity.bytes()),
-        hex::encode(absolute.as_os_str().as_bytes())
-    ))
+impl ConfigPath {
+    fn new(config_path: &Path) -> Result<Self> {
+        let absolute =
+            std::path::absolute(config_path).context("cannot make the config path absolute")?;
+        Ok(Self { absolute })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        use std::os::unix::ffi::OsStrExt;
+        self.absolute.as_os_str().as_bytes()
+    }
+
+    /// The snapshot file of this config in `dir`.
+    fn file_in(&self, dir: &Path) -> PathBuf {
+        let digest = Sha256::digest(self.bytes());
+        dir.join(format!("config-{}.json", hex::encode(&digest[..16])))
+    }
+
+    /// The header line binding a snapshot to this file with `identity`.
+    fn header(&self, identity: &Identity) -> String {
+        format!(
+            "{MAGIC} {} {}\n",
+            hex::encode(identity.bytes()),
+            hex::encode(self.bytes())
+        )
+    }
+}
+
+/// Fails unless `dir` is a directory (not a symlink) of this user's,
+/// closed to others.
+fn check_private_dir(dir: &Path) -> Result<()> {
+    let meta = std::fs::symlink_metadata(dir)
+        .with_context(|| format!("no snapshot directory {}", dir.display()))?;
+    ensure!(
+        meta.is_dir() && meta.uid() == current_uid() && meta.mode() & 0o077 == 0,
+        "snapshot directory {} is not a directory of this user's closed to others",
+        dir.display()
+    );
+    Ok(())
 }
 
 /// The config at `config_path`, from its snapshot, if a usable one
 /// exists; why not otherwise (for the debug log).
 pub fn load(config_path: &Path) -> Result<HostConfig> {
     let dir = directory().context("no runtime directory for this user")?;
-    let uid = current_uid();
-    let dir_meta = std::fs::symlink_metadata(&dir)
-        .with_context(|| format!("no snapshot directory {}", dir.display()))?;
-    ensure!(
-        dir_meta.is_dir() && dir_meta.uid() == uid && dir_meta.mode() & 0o077 == 0,
-        "snapshot directory {} is not a directory of this user's closed to others",
-        dir.display()
-    );
-    let path = file_for(&dir, config_path)?;
+    check_private_dir(&dir)?;
+    let named = ConfigPath::new(config_path)?;
+    let path = named.file_in(&dir);
     let mut file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -90,7 +109,7 @@ pub fn load(config_path: &Path) -> Result<HostConfig> {
         .with_context(|| format!("no snapshot {}", path.display()))?;
     let meta = file.metadata()?;
     ensure!(
-        meta.is_file() && meta.uid() == uid && meta.mode() & 0o077 == 0,
+        meta.is_file() && meta.uid() == current_uid() && meta.mode() & 0o077 == 0,
         "snapshot {} is not a file of this user's closed to others",
         path.display()
     );
@@ -101,7 +120,7 @@ pub fn load(config_path: &Path) -> Result<HostConfig> {
         .read_to_end(&mut bytes)?;
     let config_meta = std::fs::metadata(config_path)
         .with_context(|| format!("cannot read host config {}", config_path.display()))?;
-    let expected = header(config_path, &Identity::of(&config_meta))?;
+    let expected = named.header(&Identity::of(&config_meta));
     let Some(json) = bytes.strip_prefix(expected.as_bytes()) else {
         bail!("snapshot is of another version of the config file");
     };
@@ -132,13 +151,9 @@ fn try_save(config_path: &Path) -> Result<()> {
         .mode(0o700)
         .create(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
-    let dir_meta = std::fs::symlink_metadata(&dir)?;
-    ensure!(
-        dir_meta.is_dir() && dir_meta.uid() == current_uid() && dir_meta.mode() & 0o077 == 0,
-        "{} is not a directory of this user's closed to others",
-        dir.display()
-    );
-    let path = file_for(&dir, config_path)?;
+    check_private_dir(&dir)?;
+    let named = ConfigPath::new(config_path)?;
+    let path = named.file_in(&dir);
     let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
     let mut file = OpenOptions::new()
         .write(true)
@@ -148,7 +163,7 @@ fn try_save(config_path: &Path) -> Result<()> {
         .open(&tmp)
         .with_context(|| format!("cannot create {}", tmp.display()))?;
     let written = file
-        .write_all(header(config_path, identity)?.as_bytes())
+        .write_all(named.header(identity).as_bytes())
         .and_then(|()| file.write_all(&json));
     if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, &path)) {
         let _ = std::fs::remove_file(&tmp);

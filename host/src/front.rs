@@ -18,8 +18,7 @@
 //! snapshot, a cache miss, any error, any other command line. So the
 //! front can make an exec faster, never different.
 
-use crate::events::Record;
-use crate::exec::{self, Audit, CredentialCache, Deps, PluginCall, SystemClock};
+use crate::exec::{self, Deps, PluginCall, SystemClock};
 use crate::runtime::Outcome;
 use crate::serve::Host;
 use anyhow::{Context, Result, bail};
@@ -29,10 +28,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
-use wcp_core::cache_entry::Entry;
 use wcp_core::config::PluginConfig;
 use wcp_core::protocol::{Request, Response};
-use wcp_core::shared_failure::SharedFailure;
 
 /// The runtime's file name, beside this binary.
 pub const RUNTIME_NAME: &str = "wasm-credential-provider-runtime";
@@ -133,12 +130,11 @@ fn answer(config_path: &Path, input: &[u8]) -> std::result::Result<Response, Han
     })?;
     let t_config = Instant::now();
     let host = Host::new(&config, config_path);
-    let front = Front { host: &host };
     let deps = Deps {
-        plugin: &front,
-        cache: &front,
+        plugin: &NoPluginCall,
+        cache: &host,
         clock: &SystemClock,
-        audit: &front,
+        audit: &host,
     };
     let response = match exec::respond_without_plugin(&config, &request, &deps) {
         Ok(Some(response)) => response,
@@ -227,39 +223,14 @@ fn request_file(input: &[u8]) -> Result<std::fs::File> {
     Ok(file)
 }
 
-/// The front's dependencies: the runtime's cache and audit log, and no
-/// plugin call (the front never calls one; a miss is handed over before).
-struct Front<'a> {
-    host: &'a Host<'a>,
-}
+/// The front's plugin call: none. A miss is handed over before a plugin
+/// would be called; the runtime's cache and audit log (`Host`) serve the
+/// rest, and `Host`'s own plugin call (wasmtime) is never linked here.
+struct NoPluginCall;
 
-impl PluginCall for Front<'_> {
+impl PluginCall for NoPluginCall {
     fn call(&self, plugin: &PluginConfig, _: &Request) -> Result<Outcome> {
         bail!("the front does not run plugin {:?}", plugin.name)
-    }
-}
-
-impl CredentialCache for Front<'_> {
-    fn get(&self, scope: &str, key: &[u8], now: u64) -> Option<Entry> {
-        self.host.get(scope, key, now)
-    }
-    fn put(&self, entry: &Entry, now: u64) -> Result<()> {
-        self.host.put(entry, now)
-    }
-    fn lock(&self, flight: &str, deadline: Instant) -> Option<exec::Flight> {
-        self.host.lock(flight, deadline)
-    }
-    fn failure(&self, flight: &str) -> Option<SharedFailure> {
-        self.host.failure(flight)
-    }
-    fn put_failure(&self, flight: &str, failure: &SharedFailure) {
-        self.host.put_failure(flight, failure)
-    }
-}
-
-impl Audit for Front<'_> {
-    fn record(&self, record: &Record<'_>) {
-        self.host.record(record)
     }
 }
 
