@@ -1,10 +1,9 @@
 # Shared set-up for the project's scripts (sourced, not run).
-# Installs what a fresh machine lacks and picks a cargo target directory
-# outside the clone so that repeated runs reuse the wasmtime build.
+# Installs what a fresh machine lacks; paths.sh picks the cargo target
+# directory.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wasm-credential-provider/target}"
+source "$(dirname "${BASH_SOURCE[0]}")/paths.sh"
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     echo "==> installing the wasm32-wasip2 Rust target" >&2

@@ -308,7 +308,13 @@ fn the_front_links_no_runtime() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let front = symbols(host_binary());
-    let runtime = symbols(runtime_binary());
+    // The runtime, and the compiler beside it when the runtime is the
+    // runtime-only build (a node's layout: Cranelift is only there).
+    let mut runtime = symbols(runtime_binary());
+    let compiler = host_binary().with_file_name("wasm-credential-provider-compile");
+    if compiler.exists() {
+        runtime.push_str(&symbols(compiler));
+    }
     for name in [
         "wasmtime::engine::",
         "wasmtime::runtime::component::linker",
@@ -323,4 +329,102 @@ fn the_front_links_no_runtime() {
         assert!(runtime.contains(name), "the runtime has no {name}");
         assert!(!front.contains(name), "the front links {name}");
     }
+}
+
+/// The front skips Rust's runtime start (`host/src/bin/front.rs`), so it
+/// must do what that start did for it. With stdout and stderr closed by
+/// its parent, every file the front opens (the snapshot, the cache entry,
+/// the audit log it appends to) takes descriptor 1 or 2 unless they are
+/// filled first; none of them may receive the response or a log line. (The
+/// front closes each file before it writes to stdout today, so this half
+/// holds with or without the fill; it is the guard for the day one stays
+/// open.) With stdout a pipe nobody reads, SIGPIPE would kill the front
+/// silently; it must fail with its one line instead. Both are served as
+/// hits, by the front alone.
+#[test]
+fn the_front_owns_its_standard_streams() {
+    use std::io::Write;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::process::{Command, Stdio};
+    let s = Setup::new("Image");
+    settle();
+    let request = RequestSpec::new(V1, "a.registry.io/app").token(&token("puller", "pod-1"));
+    let primed = answer(&s.front(&request));
+    let files_before = workspace_files(s.ws.path());
+    let front = |stdout: Stdio, close: &'static [i32]| {
+        let mut command = Command::new(host_binary());
+        command
+            .arg("--config")
+            .arg(&s.config)
+            .env("WCP_RUNTIME_DIR", &s.run_dir)
+            .env("WCP_RUNTIME", NO_RUNTIME)
+            .stdin(Stdio::piped())
+            .stdout(stdout)
+            .stderr(Stdio::piped());
+        // SAFETY: close(2) is async-signal-safe; nothing else runs here.
+        unsafe {
+            command.pre_exec(move || {
+                for &fd in close {
+                    libc::close(fd);
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&request.encode())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+
+    // stdout and stderr closed: they are /dev/null for the front (as
+    // for any Rust binary), so the hit "succeeds" into nothing, and no
+    // file of the host's has grown a response.
+    let closed = front(Stdio::null(), &[1, 2]);
+    assert_eq!(closed.status.code(), Some(0), "{closed:?}");
+    for (path, after) in workspace_files(s.ws.path()) {
+        let before = files_before.get(&path).map_or(0, Vec::len);
+        let grown = &after[before.min(after.len())..];
+        let text = String::from_utf8_lossy(grown);
+        assert!(
+            !text.contains("CredentialProviderResponse") && !text.contains("token-1"),
+            "{} took the response: {text}",
+            path.display()
+        );
+    }
+    // The snapshot and the cache it read are intact: the next hit is the same.
+    assert_eq!(answer(&s.front_alone(&request)), primed);
+
+    // stdout a pipe whose reader is gone: EPIPE, one line, exit 1.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let broken = front(Stdio::from(writer), &[]);
+    assert_eq!(broken.status.signal(), None, "killed: {broken:?}");
+    assert_eq!(broken.status.code(), Some(1), "{broken:?}");
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot write the response to stdout"),
+        "{stderr}"
+    );
+}
+
+/// Every file under `dir` with its contents.
+fn workspace_files(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.insert(path.clone(), std::fs::read(&path).unwrap_or_default());
+            }
+        }
+    }
+    files
 }

@@ -26,7 +26,6 @@ use std::ffi::OsString;
 use std::io::{Seek, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Instant;
 use wcp_core::config::PluginConfig;
 use wcp_core::protocol::{Request, Response};
@@ -68,8 +67,57 @@ impl Handoff {
     }
 }
 
-/// The front's `main`.
-pub fn main() -> ExitCode {
+/// The front's `main`: its exit status (0 or 1) when it answers or fails;
+/// it does not return when it hands over.
+///
+/// The binary has no Rust runtime start (`bin/front.rs` says why), so this
+/// does the parts of it the front relies on first.
+pub fn main() -> u8 {
+    if let Err(err) = start_up() {
+        crate::logging::report_failure(&err);
+        return FAILURE;
+    }
+    let status = serve();
+    // Without Rust's runtime start there is no flush at exit either:
+    // the response is already flushed (`serve::write_stdout`); this is
+    // for anything else.
+    let _ = std::io::stdout().flush();
+    status
+}
+
+const SUCCESS: u8 = 0;
+const FAILURE: u8 = 1;
+
+/// What Rust's runtime start would have done that the front needs: fds 0,
+/// 1 and 2 open, so that no file the front opens becomes its stdout or
+/// stderr by taking a free low descriptor; SIGPIPE ignored, so that
+/// writing to a closed pipe fails as an error (the runtime it may exec
+/// sets the same).
+fn start_up() -> Result<()> {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD on any descriptor number is defined; it only
+        // asks whether it is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EBADF)
+        {
+            // SAFETY: a NUL-terminated literal path; flags are valid. The
+            // lowest free descriptor is `fd` (every one below it is open),
+            // so the new descriptor fills the hole.
+            let opened = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+            if opened != fd {
+                bail!("descriptor {fd} is closed and /dev/null cannot fill it");
+            }
+        }
+    }
+    // SAFETY: setting a signal's disposition to ignore has no memory effects.
+    if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) } == libc::SIG_ERR {
+        bail!("cannot ignore SIGPIPE: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Serves one exec: answers it or hands it over.
+fn serve() -> u8 {
     let started_ns = crate::budget::monotonic_ns();
     let started = crate::budget::start();
     let args: Vec<OsString> = std::env::args_os().collect();
@@ -81,7 +129,7 @@ pub fn main() -> ExitCode {
         Ok(input) => input,
         Err(err) => {
             crate::logging::report_failure(&err);
-            return ExitCode::FAILURE;
+            return FAILURE;
         }
     };
     match answer(&config_path, &input) {
@@ -92,10 +140,10 @@ pub fn main() -> ExitCode {
                 "answered by the front"
             );
             match result {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(()) => SUCCESS,
                 Err(err) => {
                     crate::logging::report_failure(&err);
-                    ExitCode::FAILURE
+                    FAILURE
                 }
             }
         }
@@ -157,18 +205,13 @@ fn answer(config_path: &Path, input: &[u8]) -> std::result::Result<Response, Han
 /// Replaces this process with the runtime, given the same arguments and
 /// `input` (the request already read) as its stdin. Returns only if that
 /// fails.
-fn hand_over(
-    args: &[OsString],
-    input: Option<&[u8]>,
-    started_ns: u64,
-    handoff: Handoff,
-) -> ExitCode {
+fn hand_over(args: &[OsString], input: Option<&[u8]>, started_ns: u64, handoff: Handoff) -> u8 {
     let err = match exec_runtime(args, input, started_ns, handoff) {
         Err(err) => err,
         Ok(never) => match never {},
     };
     crate::logging::report_failure(&err);
-    ExitCode::FAILURE
+    FAILURE
 }
 
 fn exec_runtime(
