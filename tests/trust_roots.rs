@@ -161,3 +161,29 @@ fn a_planted_or_modified_snapshot_is_refused_and_rebuilt() {
     assert_eq!(source(&exec), "parsed");
     assert!(exec.stderr.contains("too large"), "{}", exec.stderr);
 }
+
+/// The roots are read ahead of the first HTTPS request, on a thread of
+/// their own (`TlsClient::warm_up`), only for a plugin that may make one:
+/// a plugin granted plain HTTP alone never reads the OS store.
+#[test]
+fn a_plugin_without_https_never_reads_the_trust_roots() {
+    let ws = Workspace::new();
+    let server = TestServer::http(|_| Reply::text(200, "plain-token"));
+    let config = ws.write(
+        "host-config.yaml",
+        format!(
+            "{}plugins:\n  - name: probe\n    module: {}\n    matchImages: [\"*.registry.io\"]\n    config: {{target: \"{}\"}}\n    grants:\n      outbound: [\"http://{}\"]\n    cache: {{defaultDuration: 0s}}\n",
+            ws.header(),
+            artifacts::HTTP_PROBE,
+            server.url("/token"),
+            server.addr
+        ),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let exec = Provider::new(host_binary(), &config)
+        .env("WCP_LOG", "debug")
+        .exec(&RequestSpec::new(V1, "a.registry.io/x"));
+    assert!(exec.success, "{exec:#?}");
+    assert!(!exec.stderr.contains("OS trust roots"), "{}", exec.stderr);
+    assert!(!ws.cache_dir().join(SNAPSHOT).exists());
+}

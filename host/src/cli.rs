@@ -128,7 +128,16 @@ enum CacheAction {
 /// Runs the command line given to this process.
 pub fn main() -> ExitCode {
     let started = budget::start();
-    let cli = Cli::parse();
+    // The kubelet's command line, `--config FILE` alone, is most execs:
+    // it is read without building the whole command tree (clap's parser
+    // costs more than the config itself). `front::serve_config` takes
+    // exactly the lines the parser would read as this.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(config) = crate::front::serve_config(&args) {
+        logging::init();
+        return finish(started, serve::serve(&config));
+    }
+    let cli = Cli::parse_from(args);
     logging::init();
     let result = match (cli.command, cli.config) {
         (
@@ -195,6 +204,11 @@ pub fn main() -> ExitCode {
         (None, Some(config)) => serve::serve(&config),
         (None, None) => unreachable!("clap requires --config without a subcommand"),
     };
+    finish(started, result)
+}
+
+/// Reports the exec's end: its total time, and its error as one line.
+fn finish(started: std::time::Instant, result: anyhow::Result<()>) -> ExitCode {
     tracing::debug!(total_us = started.elapsed().as_micros() as u64, "done");
     match result {
         Ok(()) => ExitCode::SUCCESS,

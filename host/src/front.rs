@@ -152,12 +152,18 @@ fn serve() -> u8 {
 }
 
 /// The config path when the command line is the kubelet's: `--config
-/// FILE` (or `--config=FILE`) and nothing else.
-fn serve_config(args: &[OsString]) -> Option<PathBuf> {
+/// FILE` (or `--config=FILE`) and nothing else. Exactly the command lines
+/// the runtime's argument parser reads as "serve with this config": a
+/// separate value that starts with `-` is a flag to it, so not this.
+pub(crate) fn serve_config(args: &[OsString]) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
     match args.get(1..)? {
-        [flag, path] if flag == "--config" && !path.is_empty() => Some(PathBuf::from(path)),
+        [flag, path]
+            if flag == "--config" && !path.is_empty() && !path.as_bytes().starts_with(b"-") =>
+        {
+            Some(PathBuf::from(path))
+        }
         [flag] => {
-            use std::os::unix::ffi::OsStrExt;
             let path = flag.as_bytes().strip_prefix(b"--config=")?;
             (!path.is_empty()).then(|| PathBuf::from(std::ffi::OsStr::from_bytes(path)))
         }
@@ -294,6 +300,8 @@ mod tests {
         );
         assert_eq!(served(&["wcp", "--config=/h.yaml"]), Some("/h.yaml".into()));
         assert_eq!(served(&["wcp", "--config", ""]), None);
+        assert_eq!(served(&["wcp", "--config", "-h"]), None);
+        assert_eq!(served(&["wcp", "--config=-h"]), Some("-h".into()));
         assert_eq!(served(&["wcp", "--config="]), None);
         assert_eq!(served(&["wcp", "--config", "/h.yaml", "compile"]), None);
         assert_eq!(served(&["wcp", "inspect", "x.wasm"]), None);

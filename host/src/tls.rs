@@ -37,6 +37,22 @@ impl TlsClient {
         self
     }
 
+    /// Starts building the connector (reading the OS trust roots: a
+    /// fingerprint of every file in the store, then the snapshot or a
+    /// parse, milliseconds on a real node) on a thread of its own, so that
+    /// it overlaps loading and instantiating the component instead of
+    /// delaying the plugin's first HTTPS request. The first request waits
+    /// for it if it is not done (`OnceLock` runs the build once); if no
+    /// thread can be started, that request builds it as before.
+    pub fn warm_up(self: &Arc<Self>) {
+        let client = Arc::clone(self);
+        let _ = std::thread::Builder::new()
+            .name("wcp-trust-roots".into())
+            .spawn(move || {
+                let _ = client.connector();
+            });
+    }
+
     fn connector(&self) -> std::io::Result<&TlsConnector> {
         self.connector
             .get_or_init(|| {

@@ -318,6 +318,29 @@ mod tests {
     }
 
     #[test]
+    fn tls_may_be_used_only_when_an_https_destination_is_declared_and_granted() {
+        let may = |declared: &str, granted: &[&str]| {
+            let d = declaration(declared);
+            let granted: Vec<String> = granted.iter().map(|g| g.to_string()).collect();
+            let g = parse_grant(&granted, &[], &[], false).unwrap();
+            Permissions::new(&d, &g, &BTreeMap::new())
+                .outbound
+                .may_use_tls()
+        };
+        assert!(may(
+            r#"{"outbound":["https://sts.amazonaws.com"]}"#,
+            &["https://sts.amazonaws.com"]
+        ));
+        assert!(!may(
+            r#"{"outbound":["http://10.0.0.1:80"]}"#,
+            &["http://10.0.0.1:80"]
+        ));
+        assert!(!may(r#"{"outbound":["https://sts.amazonaws.com"]}"#, &[]));
+        assert!(!may(r#"{}"#, &["https://sts.amazonaws.com"]));
+        assert!(!may(r#"{"outbound":["https://a.io"]}"#, &["http://a.io"]));
+    }
+
+    #[test]
     fn both_locks_are_required() {
         let d = declaration(r#"{"outbound":["https://sts.amazonaws.com","https://*.ecr.aws"]}"#);
         let g = parse_grant(

@@ -227,6 +227,15 @@ impl OutboundPermission {
         }
     }
 
+    /// Whether any request this permission allows can be HTTPS: some
+    /// destination both declared and granted is `https`. The host starts
+    /// loading its TLS trust roots early only when this holds, so that a
+    /// plugin without HTTPS never pays for them.
+    pub fn may_use_tls(&self) -> bool {
+        let https = |list: &[Destination]| list.iter().any(|d| d.scheme == Scheme::Https);
+        https(&self.reachable) && https(&self.granted)
+    }
+
     /// The granted destinations.
     pub fn granted(&self) -> &[Destination] {
         &self.granted

@@ -143,6 +143,10 @@ async fn run_async(
     } = call;
     let limits = &plugin.limits;
     let name = plugin.name.as_str();
+    let tls = Arc::new(tls);
+    if sandbox.policy.outbound.may_use_tls() {
+        tls.warm_up();
+    }
     let t0 = Instant::now();
     let engine = engine::new()?;
     let t_engine = Instant::now();
@@ -209,7 +213,7 @@ async fn run_async(
         hooks: OutboundHooks {
             plugin: name.to_string(),
             policy: Arc::new(policy),
-            tls: Arc::new(tls),
+            tls,
             deadline,
             max_response_bytes: limits.max_http_response_bytes,
             events,
