@@ -5,7 +5,6 @@
 use crate::*;
 use clap::Parser;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -126,7 +125,13 @@ enum CacheAction {
 }
 
 /// Runs the command line given to this process.
-pub fn main() -> ExitCode {
+/// The runtime's `main`: its exit status. The binary has no Rust runtime
+/// start (`crate::process_start` says why).
+pub fn main() -> u8 {
+    crate::process_start::run(run)
+}
+
+fn run() -> u8 {
     let started = budget::start();
     // The kubelet's command line, `--config FILE` alone, is most execs:
     // it is read without building the whole command tree (clap's parser
@@ -208,13 +213,13 @@ pub fn main() -> ExitCode {
 }
 
 /// Reports the exec's end: its total time, and its error as one line.
-fn finish(started: std::time::Instant, result: anyhow::Result<()>) -> ExitCode {
+fn finish(started: std::time::Instant, result: anyhow::Result<()>) -> u8 {
     tracing::debug!(total_us = started.elapsed().as_micros() as u64, "done");
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => crate::process_start::SUCCESS,
         Err(err) => {
             logging::report_failure(&err);
-            ExitCode::FAILURE
+            crate::process_start::FAILURE
         }
     }
 }

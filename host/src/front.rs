@@ -70,51 +70,14 @@ impl Handoff {
 /// The front's `main`: its exit status (0 or 1) when it answers or fails;
 /// it does not return when it hands over.
 ///
-/// The binary has no Rust runtime start (`bin/front.rs` says why), so this
-/// does the parts of it the front relies on first.
+/// The binary has no Rust runtime start (`crate::process_start` says
+/// why), so this does the parts of it the front relies on first.
 pub fn main() -> u8 {
-    if let Err(err) = start_up() {
-        crate::logging::report_failure(&err);
-        return FAILURE;
-    }
-    let status = serve();
-    // Without Rust's runtime start there is no flush at exit either:
-    // the response is already flushed (`serve::write_stdout`); this is
-    // for anything else.
-    let _ = std::io::stdout().flush();
-    status
+    crate::process_start::run(serve)
 }
 
-const SUCCESS: u8 = 0;
-const FAILURE: u8 = 1;
-
-/// What Rust's runtime start would have done that the front needs: fds 0,
-/// 1 and 2 open, so that no file the front opens becomes its stdout or
-/// stderr by taking a free low descriptor; SIGPIPE ignored, so that
-/// writing to a closed pipe fails as an error (the runtime it may exec
-/// sets the same).
-fn start_up() -> Result<()> {
-    for fd in 0..=2 {
-        // SAFETY: F_GETFD on any descriptor number is defined; it only
-        // asks whether it is open.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EBADF)
-        {
-            // SAFETY: a NUL-terminated literal path; flags are valid. The
-            // lowest free descriptor is `fd` (every one below it is open),
-            // so the new descriptor fills the hole.
-            let opened = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
-            if opened != fd {
-                bail!("descriptor {fd} is closed and /dev/null cannot fill it");
-            }
-        }
-    }
-    // SAFETY: setting a signal's disposition to ignore has no memory effects.
-    if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) } == libc::SIG_ERR {
-        bail!("cannot ignore SIGPIPE: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
-}
+const SUCCESS: u8 = crate::process_start::SUCCESS;
+const FAILURE: u8 = crate::process_start::FAILURE;
 
 /// Serves one exec: answers it or hands it over.
 fn serve() -> u8 {

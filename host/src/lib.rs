@@ -26,6 +26,7 @@ mod metrics;
 mod module;
 #[cfg(feature = "oci")]
 mod oci;
+mod process_start;
 mod run_cli;
 mod runtime;
 mod sandbox;

@@ -7,17 +7,7 @@
 //! nothing; every diagnostic goes to stderr; any failure exits non-zero with
 //! one line on stderr.
 //!
-//! Why `no_main`: Rust's own entry point, before `main`, asks glibc for the
-//! main thread's stack bounds to install its stack-overflow guard, and for
-//! the main thread glibc answers by reading and parsing `/proc/self/maps`:
-//! on a cache hit that was a sixth of the front's instructions
-//! (callgrind). The front keeps the two parts of that start-up that matter
-//! to it, done in `front::main`: stdin, stdout and stderr are open (or
-//! `/dev/null`) before anything can open a file onto them, and SIGPIPE is
-//! ignored so that a closed pipe is an error, not a silent death. Its
-//! stack use is shallow and bounded (no recursion over input), so it does
-//! without the guard's friendlier message on an overflow (the kernel's
-//! guard page still stops one).
+//! `no_main`: the process starts in `process_start` (it says why).
 #![no_main]
 
 /// The C entry point (glibc's `__libc_start_main` calls it); std's
