@@ -338,7 +338,7 @@ fn the_front_links_no_runtime() {
 /// filled first; none of them may receive the response or a log line. (The
 /// front closes each file before it writes to stdout today, so this half
 /// holds with or without the fill; it is the guard for the day one stays
-/// open.) With stdout a pipe nobody reads, SIGPIPE would kill the front
+/// open; the fill itself is shown by the next test.) With stdout a pipe nobody reads, SIGPIPE would kill the front
 /// silently; it must fail with its one line instead. Both are served as
 /// hits, by the front alone.
 #[test]
@@ -356,6 +356,7 @@ fn the_front_owns_its_standard_streams() {
         command
             .arg("--config")
             .arg(&s.config)
+            .env_remove("WCP_LOG")
             .env("WCP_RUNTIME_DIR", &s.run_dir)
             .env("WCP_RUNTIME", NO_RUNTIME)
             .stdin(Stdio::piped())
@@ -410,6 +411,58 @@ fn the_front_owns_its_standard_streams() {
         stderr.contains("cannot write the response to stdout"),
         "{stderr}"
     );
+}
+
+/// The descriptors the front hands over are its own: with stdin and stdout
+/// closed by its parent, the front fills them with `/dev/null` before it
+/// opens anything, so the runtime it execs gets the request on stdin and
+/// `/dev/null` as stdout. Unfilled, the request's memfd would take
+/// descriptor 0 and stdout would reach the runtime closed, free for the
+/// first file the runtime opens. A stand-in runtime records what its
+/// descriptors are.
+#[test]
+fn closed_standard_streams_are_filled_before_anything_is_opened() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let s = Setup::new("Image");
+    let record = s.ws.path().join("fds");
+    let runtime = s.ws.write(
+        "record-fds.sh",
+        format!(
+            // Read into a variable first: a redirection would itself be
+            // fd 1 while readlink runs.
+            "#!/bin/sh\nfds=$(readlink /proc/$$/fd/0 /proc/$$/fd/1 2>&1)\nprintf '%s\\n' \"$fds\" > {}\nexit 3\n",
+            record.display()
+        ),
+    );
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut command = Command::new(host_binary());
+    command
+        .arg("--config")
+        .arg(&s.config)
+        .env_remove("WCP_LOG")
+        .env("WCP_RUNTIME_DIR", &s.run_dir)
+        .env("WCP_RUNTIME", &runtime)
+        .stderr(Stdio::piped());
+    // SAFETY: close(2) is async-signal-safe; nothing else runs here.
+    unsafe {
+        command.pre_exec(|| {
+            libc::close(0);
+            libc::close(1);
+            Ok(())
+        });
+    }
+    let out = command.output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let fds = std::fs::read_to_string(&record).unwrap();
+    let fds: Vec<&str> = fds.lines().collect();
+    assert!(
+        fds.first()
+            .is_some_and(|l| l.starts_with("/memfd:wcp-request")),
+        "{fds:?}"
+    );
+    assert_eq!(fds.get(1), Some(&"/dev/null"), "{fds:?}");
 }
 
 /// Every file under `dir` with its contents.

@@ -386,7 +386,12 @@ pub(crate) fn host_key(dir: &Dir, uid: u32) -> Result<[u8; 32]> {
                 std::fs::File::open("/dev/urandom")
                     .and_then(|mut f| f.read_exact(&mut key))
                     .context("cannot read /dev/urandom")?;
-                let tmp = format!(".{KEY_FILE}.{}.tmp", std::process::id());
+                // Unique per call, not only per process: the trust-roots
+                // warm-up thread (`TlsClient::warm_up`) may get here at the
+                // same time as the exec's own thread.
+                static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let tmp = format!(".{KEY_FILE}.{}.{call}.tmp", std::process::id());
                 let mut options = OpenOptions::new();
                 options.write(true).create_new(true).mode(0o600);
                 let mut file = dir.open_with(&tmp, &options)?;

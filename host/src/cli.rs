@@ -136,7 +136,7 @@ fn run() -> u8 {
     // The kubelet's command line, `--config FILE` alone, is most execs:
     // it is read without building the whole command tree (clap's parser
     // costs more than the config itself). `front::serve_config` takes
-    // exactly the lines the parser would read as this.
+    // only lines the parser would read as this; the rest go to the parser.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Some(config) = crate::front::serve_config(&args) {
         logging::init();

@@ -115,9 +115,10 @@ fn serve() -> u8 {
 }
 
 /// The config path when the command line is the kubelet's: `--config
-/// FILE` (or `--config=FILE`) and nothing else. Exactly the command lines
-/// the runtime's argument parser reads as "serve with this config": a
-/// separate value that starts with `-` is a flag to it, so not this.
+/// FILE` (or `--config=FILE`) and nothing else: a subset of the command
+/// lines the runtime's argument parser reads as "serve with this config".
+/// A separate value that starts with `-` is left to that parser (to it,
+/// `-h` is a flag; `-` alone a value).
 pub(crate) fn serve_config(args: &[OsString]) -> Option<PathBuf> {
     use std::os::unix::ffi::OsStrExt;
     match args.get(1..)? {

@@ -45,6 +45,7 @@ impl TlsClient {
     /// for it if it is not done (`OnceLock` runs the build once); if no
     /// thread can be started, that request builds it as before.
     pub fn warm_up(self: &Arc<Self>) {
+        tracing::debug!("trust roots warm-up started");
         let client = Arc::clone(self);
         let _ = std::thread::Builder::new()
             .name("wcp-trust-roots".into())

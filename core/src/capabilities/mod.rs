@@ -335,6 +335,9 @@ mod tests {
         assert!(!may(r#"{"outbound":["https://sts.amazonaws.com"]}"#, &[]));
         assert!(!may(r#"{}"#, &["https://sts.amazonaws.com"]));
         assert!(!may(r#"{"outbound":["https://a.io"]}"#, &["http://a.io"]));
+        // Declared and granted HTTPS destinations that differ: the request
+        // will be refused, but the early read is harmless.
+        assert!(may(r#"{"outbound":["https://a.io"]}"#, &["https://b.io"]));
     }
 
     #[test]

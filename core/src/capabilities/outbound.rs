@@ -227,10 +227,13 @@ impl OutboundPermission {
         }
     }
 
-    /// Whether any request this permission allows can be HTTPS: some
-    /// destination both declared and granted is `https`. The host starts
-    /// loading its TLS trust roots early only when this holds, so that a
-    /// plugin without HTTPS never pays for them.
+    /// Whether a request this permission allows may be HTTPS: some
+    /// declared destination and some granted destination are `https`
+    /// (not necessarily the same one: an over-approximation, which only
+    /// costs a plugin that can never reach its HTTPS grant an early read
+    /// of the trust roots). The host starts loading its TLS trust roots
+    /// early only when this holds, so that a plugin without HTTPS never
+    /// pays for them.
     pub fn may_use_tls(&self) -> bool {
         let https = |list: &[Destination]| list.iter().any(|d| d.scheme == Scheme::Https);
         https(&self.reachable) && https(&self.granted)
