@@ -76,6 +76,31 @@ impl Setup {
         self.provider(&runtime_binary()).exec(request)
     }
 
+    /// The front as a raw command (no log level inherited, stderr piped)
+    /// handing over to `runtime`, started with the descriptors in `close`
+    /// closed, as a careless parent might.
+    fn front_closing(&self, runtime: &Path, close: &'static [i32]) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let mut command = std::process::Command::new(host_binary());
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("WCP_LOG")
+            .env("WCP_RUNTIME_DIR", &self.run_dir)
+            .env("WCP_RUNTIME", runtime)
+            .stderr(std::process::Stdio::piped());
+        // SAFETY: close(2) is async-signal-safe; nothing else runs here.
+        unsafe {
+            command.pre_exec(move || {
+                for &fd in close {
+                    libc::close(fd);
+                }
+                Ok(())
+            });
+        }
+        command
+    }
+
     fn calls(&self) -> usize {
         self.server.seen().len()
     }
@@ -344,33 +369,16 @@ fn the_front_links_no_runtime() {
 #[test]
 fn the_front_owns_its_standard_streams() {
     use std::io::Write;
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
-    use std::process::{Command, Stdio};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
     let s = Setup::new("Image");
     settle();
     let request = RequestSpec::new(V1, "a.registry.io/app").token(&token("puller", "pod-1"));
     let primed = answer(&s.front(&request));
     let files_before = workspace_files(s.ws.path());
     let front = |stdout: Stdio, close: &'static [i32]| {
-        let mut command = Command::new(host_binary());
-        command
-            .arg("--config")
-            .arg(&s.config)
-            .env_remove("WCP_LOG")
-            .env("WCP_RUNTIME_DIR", &s.run_dir)
-            .env("WCP_RUNTIME", NO_RUNTIME)
-            .stdin(Stdio::piped())
-            .stdout(stdout)
-            .stderr(Stdio::piped());
-        // SAFETY: close(2) is async-signal-safe; nothing else runs here.
-        unsafe {
-            command.pre_exec(move || {
-                for &fd in close {
-                    libc::close(fd);
-                }
-                Ok(())
-            });
-        }
+        let mut command = s.front_closing(Path::new(NO_RUNTIME), close);
+        command.stdin(Stdio::piped()).stdout(stdout);
         let mut child = command.spawn().unwrap();
         child
             .stdin
@@ -423,8 +431,6 @@ fn the_front_owns_its_standard_streams() {
 #[test]
 fn closed_standard_streams_are_filled_before_anything_is_opened() {
     use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
     let s = Setup::new("Image");
     let record = s.ws.path().join("fds");
     let runtime = s.ws.write(
@@ -437,23 +443,7 @@ fn closed_standard_streams_are_filled_before_anything_is_opened() {
         ),
     );
     std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut command = Command::new(host_binary());
-    command
-        .arg("--config")
-        .arg(&s.config)
-        .env_remove("WCP_LOG")
-        .env("WCP_RUNTIME_DIR", &s.run_dir)
-        .env("WCP_RUNTIME", &runtime)
-        .stderr(Stdio::piped());
-    // SAFETY: close(2) is async-signal-safe; nothing else runs here.
-    unsafe {
-        command.pre_exec(|| {
-            libc::close(0);
-            libc::close(1);
-            Ok(())
-        });
-    }
-    let out = command.output().unwrap();
+    let out = s.front_closing(&runtime, &[0, 1]).output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     let fds = std::fs::read_to_string(&record).unwrap();
     let fds: Vec<&str> = fds.lines().collect();

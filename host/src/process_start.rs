@@ -17,6 +17,23 @@
 use anyhow::{Result, bail};
 use std::io::Write;
 
+/// Defines a binary's C entry point, `main` (glibc's `__libc_start_main`
+/// calls it; std's `env::args` still works, glibc hands it argv through
+/// `.init_array`), running `$main`, which returns the exit status. For a
+/// `#![no_main]` binary.
+#[macro_export]
+macro_rules! c_main {
+    ($main:path) => {
+        #[unsafe(no_mangle)]
+        extern "C" fn main(
+            _argc: ::std::ffi::c_int,
+            _argv: *const *const ::std::ffi::c_char,
+        ) -> ::std::ffi::c_int {
+            ::std::ffi::c_int::from($main())
+        }
+    };
+}
+
 pub const SUCCESS: u8 = 0;
 pub const FAILURE: u8 = 1;
 

@@ -12,12 +12,4 @@
 //! `no_main`: the process starts in `process_start` (it says why).
 #![no_main]
 
-/// The C entry point (glibc's `__libc_start_main` calls it); std's
-/// `env::args` still works, glibc hands it argv through `.init_array`.
-#[unsafe(no_mangle)]
-extern "C" fn main(
-    _argc: std::ffi::c_int,
-    _argv: *const *const std::ffi::c_char,
-) -> std::ffi::c_int {
-    std::ffi::c_int::from(wasm_credential_provider::cli::main())
-}
+wasm_credential_provider::c_main!(wasm_credential_provider::cli::main);
