@@ -113,6 +113,17 @@ impl Setup {
     }
 }
 
+/// A settled setup whose first request has been answered through the
+/// front (a miss the runtime served and cached, writing the snapshot):
+/// the setup, that request and its answer.
+fn primed(key_type: &str) -> (Setup, RequestSpec, support::strict::Accepted) {
+    let s = Setup::new(key_type);
+    settle();
+    let request = RequestSpec::new(V1, "a.registry.io/app").token(&token("puller", "pod-1"));
+    let accepted = answer(&s.front(&request));
+    (s, request, accepted)
+}
+
 fn token(name: &str, nonce: &str) -> String {
     support::tokens::sa_token("registry", "team", name, &format!("uid-{name}"), nonce)
 }
@@ -183,10 +194,7 @@ fn hits_are_answered_by_the_front_exactly_as_the_runtime_answers_them() {
 
 #[test]
 fn an_edited_config_is_never_answered_from_the_old_snapshot() {
-    let s = Setup::new("Registry");
-    settle();
-    let request = RequestSpec::new(V1, "a.registry.io/app").token(&token("puller", "pod-1"));
-    answer(&s.front(&request));
+    let (s, request, _) = primed("Registry");
     answer(&s.front_alone(&request));
     // Same size, same second: only the identity of the file tells.
     let text = std::fs::read_to_string(&s.config).unwrap();
@@ -209,10 +217,7 @@ type Damage<'a> = (&'a str, Box<dyn Fn() + 'a>);
 #[test]
 fn a_snapshot_in_any_doubt_is_not_read() {
     use std::os::unix::fs::PermissionsExt;
-    let s = Setup::new("Registry");
-    settle();
-    let request = RequestSpec::new(V1, "a.registry.io/app").token(&token("puller", "pod-1"));
-    answer(&s.front(&request));
+    let (s, request, _) = primed("Registry");
     answer(&s.front_alone(&request));
     let snapshot = s.snapshots().pop().unwrap();
     let original = std::fs::read(&snapshot).unwrap();
@@ -371,10 +376,7 @@ fn the_front_owns_its_standard_streams() {
     use std::io::Write;
     use std::os::unix::process::ExitStatusExt;
     use std::process::Stdio;
-    let s = Setup::new("Image");
-    settle();
-    let request = RequestSpec::new(V1, "a.registry.io/app").token(&token("puller", "pod-1"));
-    let primed = answer(&s.front(&request));
+    let (s, request, primed) = primed("Image");
     let files_before = workspace_files(s.ws.path());
     let front = |stdout: Stdio, close: &'static [i32]| {
         let mut command = s.front_closing(Path::new(NO_RUNTIME), close);

@@ -19,6 +19,7 @@
 //! front can make an exec faster, never different.
 
 use crate::exec::{self, Deps, PluginCall, SystemClock};
+use crate::process_start::{FAILURE, SUCCESS};
 use crate::runtime::Outcome;
 use crate::serve::Host;
 use anyhow::{Context, Result, bail};
@@ -75,9 +76,6 @@ impl Handoff {
 pub fn main() -> u8 {
     crate::process_start::run(serve)
 }
-
-const SUCCESS: u8 = crate::process_start::SUCCESS;
-const FAILURE: u8 = crate::process_start::FAILURE;
 
 /// Serves one exec: answers it or hands it over.
 fn serve() -> u8 {
