@@ -127,17 +127,16 @@ enum CacheAction {
 /// Runs the command line given to this process.
 /// The runtime's `main`: its exit status. The binary has no Rust runtime
 /// start (`crate::process_start` says why).
-pub fn main() -> u8 {
-    crate::process_start::run(run)
+pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
+    crate::process_start::run(args, run)
 }
 
-fn run() -> u8 {
+fn run(args: Vec<std::ffi::OsString>) -> u8 {
     let started = budget::start();
     // The kubelet's command line, `--config FILE` alone, is most execs:
     // it is read without building the whole command tree (clap's parser
     // costs more than the config itself). `front::serve_config` takes
     // only lines the parser would read as this; the rest go to the parser.
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Some(config) = crate::front::serve_config(&args) {
         logging::init();
         return finish(started, serve::serve(&config));

@@ -73,15 +73,14 @@ impl Handoff {
 ///
 /// The binary has no Rust runtime start (`crate::process_start` says
 /// why), so this does the parts of it the front relies on first.
-pub fn main() -> u8 {
-    crate::process_start::run(serve)
+pub fn main(args: Vec<OsString>) -> u8 {
+    crate::process_start::run(args, serve)
 }
 
 /// Serves one exec: answers it or hands it over.
-fn serve() -> u8 {
+fn serve(args: Vec<OsString>) -> u8 {
     let started_ns = crate::budget::monotonic_ns();
     let started = crate::budget::start();
-    let args: Vec<OsString> = std::env::args_os().collect();
     let Some(config_path) = serve_config(&args) else {
         return hand_over(&args, None, started_ns, Handoff::Command);
     };

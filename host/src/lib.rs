@@ -27,6 +27,9 @@ mod module;
 #[cfg(feature = "oci")]
 mod oci;
 mod process_start;
+/// For `c_main!`, which the binaries expand: not an API.
+#[doc(hidden)]
+pub use process_start::command_line as __command_line;
 mod run_cli;
 mod runtime;
 mod sandbox;

@@ -17,21 +17,46 @@
 use anyhow::{Result, bail};
 use std::io::Write;
 
-/// Defines a binary's C entry point, `main` (glibc's `__libc_start_main`
-/// calls it; std's `env::args` still works, glibc hands it argv through
-/// `.init_array`), running `$main`, which returns the exit status. For a
-/// `#![no_main]` binary.
+/// Defines a binary's C entry point, `main` (the C library's start calls
+/// it), running `$main` with the command line; `$main` returns the exit
+/// status. For a `#![no_main]` binary. The command line comes from `argv`,
+/// not `std::env::args`: only glibc hands std the arguments before `main`
+/// (through `.init_array`); under musl, which the runtime is linked with
+/// (`scripts/build-node`), std's copy stays empty without Rust's start.
 #[macro_export]
 macro_rules! c_main {
     ($main:path) => {
         #[unsafe(no_mangle)]
         extern "C" fn main(
-            _argc: ::std::ffi::c_int,
-            _argv: *const *const ::std::ffi::c_char,
+            argc: ::std::ffi::c_int,
+            argv: *const *const ::std::ffi::c_char,
         ) -> ::std::ffi::c_int {
-            ::std::ffi::c_int::from($main())
+            // SAFETY: the C library calls `main` with its argc and argv.
+            let args = unsafe { $crate::__command_line(argc, argv) };
+            ::std::ffi::c_int::from($main(args))
         }
     };
+}
+
+/// The command line `main` was given, as `std::env::args_os` would give it.
+///
+/// # Safety
+/// `argv` must point to `argc` NUL-terminated strings, as the C library's
+/// start passes them to `main`.
+pub unsafe fn command_line(
+    argc: std::ffi::c_int,
+    argv: *const *const std::ffi::c_char,
+) -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    let count = usize::try_from(argc).unwrap_or(0);
+    (0..count)
+        .map(|i| {
+            // SAFETY: i < argc, and each of the first argc entries is a
+            // NUL-terminated string (the caller's contract).
+            let arg = unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) };
+            std::ffi::OsStr::from_bytes(arg.to_bytes()).to_os_string()
+        })
+        .collect()
 }
 
 pub const SUCCESS: u8 = 0;
@@ -40,12 +65,12 @@ pub const FAILURE: u8 = 1;
 /// Prepares the process, runs `body` and returns its exit status, stdout
 /// flushed (nothing else would flush it: no Rust runtime start, no
 /// runtime cleanup).
-pub fn run(body: impl FnOnce() -> u8) -> u8 {
+pub fn run(args: Vec<std::ffi::OsString>, body: impl FnOnce(Vec<std::ffi::OsString>) -> u8) -> u8 {
     if let Err(err) = prepare() {
         crate::logging::report_failure(&err);
         return FAILURE;
     }
-    let status = body();
+    let status = body(args);
     match std::io::stdout().flush() {
         Ok(()) => status,
         Err(_) => FAILURE,
