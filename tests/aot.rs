@@ -99,12 +99,33 @@ fn compile_command_precompiles_every_plugin() {
 
 type Tamper = (&'static str, fn(&Setup, &std::path::Path));
 
-fn tamper_cases() -> [Tamper; 6] {
+fn tamper_cases() -> [Tamper; 9] {
+    // An artifact is `code ‖ record ‖ record length ‖ tag ‖ format tag`
+    // (host/src/artifact.rs): the code is all but the last few hundred bytes.
+    const TRAILER: usize = 4 + 32 + 16;
     [
         ("flipped code byte", |_, p| {
             let mut b = std::fs::read(p).unwrap();
-            let i = b.len() - 100;
+            let i = b.len() / 2;
             b[i] ^= 0x40;
+            std::fs::write(p, b).unwrap();
+        }),
+        ("flipped provenance record byte", |_, p| {
+            let mut b = std::fs::read(p).unwrap();
+            let i = b.len() - TRAILER - 2;
+            b[i] ^= 0x01;
+            std::fs::write(p, b).unwrap();
+        }),
+        ("record length past the start of the file", |_, p| {
+            let mut b = std::fs::read(p).unwrap();
+            let at = b.len() - TRAILER;
+            let past = (b.len() as u32).to_le_bytes();
+            b[at..at + 4].copy_from_slice(&past);
+            std::fs::write(p, b).unwrap();
+        }),
+        ("bytes appended", |_, p| {
+            let mut b = std::fs::read(p).unwrap();
+            b.extend_from_slice(&[0u8; 100]);
             std::fs::write(p, b).unwrap();
         }),
         ("truncated", |_, p| {
@@ -117,7 +138,13 @@ fn tamper_cases() -> [Tamper; 6] {
         }),
         ("foreign format version", |_, p| {
             let mut b = std::fs::read(p).unwrap();
-            b[11] = b'9';
+            let i = b.len() - 16 + 11;
+            assert_eq!(
+                &b[i - 11..i],
+                b"wcp-cwasm-v",
+                "the format tag ends the file"
+            );
+            b[i] = b'9';
             std::fs::write(p, b).unwrap();
         }),
         ("produced under another host key", |s, _| {

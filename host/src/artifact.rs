@@ -6,22 +6,41 @@
 //!
 //! * a random 32-byte host key (`host.key`, mode 0600, created once) lives
 //!   in the cache directory, which is 0700 and owned by the host's user;
-//! * an artifact file is `MAGIC ‖ HMAC-SHA256(key, MAGIC ‖ wasm sha256 ‖
-//!   engine compatibility hash ‖ record length ‖ record ‖ code) ‖ record
-//!   length (u32 LE) ‖ record ‖ code`, so a modified, truncated, swapped
-//!   (another module's), foreign-version or foreign-host artifact fails the
-//!   check; the record is the module's [`wcp_core::provenance::Provenance`]
-//!   (digest, OCI origin, verified signer), made by `trust::verify` before
-//!   the compile, so the exec path learns who signed the module without
-//!   checking a signature, and an artifact can only come from a verified
-//!   module;
-//! * the file is read once into memory, verified, and deserialized from
-//!   those same bytes, so nothing can change between check and use;
+//! * an artifact file is `code ‖ record ‖ record length (u32 LE) ‖
+//!   HMAC-SHA256(key, MAGIC ‖ wasm sha256 ‖ engine compatibility hash ‖
+//!   record length ‖ record ‖ code) ‖ MAGIC`, so a modified, truncated,
+//!   swapped (another module's), foreign-version or foreign-host artifact
+//!   fails the check; the record is the module's
+//!   [`wcp_core::provenance::Provenance`] (digest, OCI origin, verified
+//!   signer), made by `trust::verify` before the compile, so the exec path
+//!   learns who signed the module without checking a signature, and an
+//!   artifact can only come from a verified module;
+//! * the code comes first so that wasmtime can map the file itself
+//!   (`Component::deserialize_file`, page-aligned sections from offset 0)
+//!   instead of copying it twice (into a buffer, then into executable
+//!   memory): the trailer is after the ELF image, which ignores it;
 //! * once an artifact passed the check, a stamp (`crate::stamp`, MAC'd
-//!   under the same key) records its identity (inode, size, mtime, ctime)
-//!   and tag, and later execs that find the file unchanged skip hashing
-//!   it again: rewriting or replacing the file changes its identity, so
-//!   the check runs again and a tampered artifact is refused as before.
+//!   under the same key) records its identity (device, inode, size, mtime,
+//!   ctime) and tag, and later execs that find the file unchanged skip
+//!   hashing it again: rewriting or replacing the file changes its
+//!   identity, so the check runs again and a tampered artifact is refused
+//!   as before;
+//! * the file that is checked is the file that is mapped: it is opened
+//!   once, checked through that descriptor, handed to wasmtime as
+//!   `/proc/self/fd/N` (the same inode, whatever the name points to by
+//!   then), and its identity is compared again once it is mapped.
+//!
+//! Trust model of the mapping. The cache directory is 0700 and owned by the
+//! host's user (root on a node), artifacts are 0600 and owner-checked: only
+//! that user can write them, and it can already replace the host binary,
+//! its config and the key. What the mapping changes: a private mapping
+//! still shows writes made to the file after it was mapped (pages not yet
+//! read), and a truncation of it faults the process (SIGBUS). So a writer
+//! with the host's own user, writing in place during the ~1 ms between the
+//! last identity check and the last page read, could change code this exec
+//! runs; before the mapping, the same writer had the same window between
+//! the check and the read. Any write is visible to the next exec (mtime and
+//! ctime change), which checks the whole file again.
 //!
 //! Any failure means "recompile from the verified `.wasm`": the artifact
 //! cache never fails a kubelet request.
@@ -32,12 +51,15 @@ use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::FileExt;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 use wcp_core::provenance::{Provenance as ModuleProvenance, Requirement};
 
-/// Format tag at the start of every artifact file.
-const MAGIC: &[u8; 16] = b"wcp-cwasm-v2\0\0\0\0";
+/// Format tag at the end of every artifact file.
+const MAGIC: &[u8; 16] = b"wcp-cwasm-v3\0\0\0\0";
+/// Record length, tag and format tag: the fixed end of an artifact file.
+const TRAILER: usize = 4 + 32 + MAGIC.len();
 /// Largest provenance record an artifact carries.
 const MAX_RECORD_BYTES: usize = 16 * 1024;
 const KEY_FILE: &str = "host.key";
@@ -168,14 +190,14 @@ impl<'a> ArtifactStore<'a> {
         Some((when, escape_controls(line)))
     }
 
-    fn mac(&self, wasm_sha256: &str, record: &[u8], code: &[u8]) -> Hmac<Sha256> {
+    /// The MAC of an artifact up to its code, which the caller adds.
+    fn mac(&self, wasm_sha256: &str, record: &[u8]) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length works");
         mac.update(MAGIC);
         mac.update(wasm_sha256.as_bytes());
         mac.update(self.compat.as_bytes());
         mac.update(&(record.len() as u32).to_le_bytes());
         mac.update(record);
-        mac.update(code);
         mac
     }
 
@@ -189,105 +211,115 @@ impl<'a> ArtifactStore<'a> {
         wasm_sha256: &str,
         required: &Requirement,
     ) -> Result<Option<(Component, ModuleProvenance)>> {
-        let Some((bytes, provenance, code_at)) = self.read_verified(wasm_sha256)? else {
+        let Some(artifact) = self.open_verified(wasm_sha256)? else {
             return Ok(None);
         };
         required
-            .check(&provenance)
+            .check(&artifact.provenance)
             .context("artifact does not meet the plugin's verify/source settings")?;
-        // SAFETY: `code` was produced by `Engine::precompile_component` of
-        // this host (proven by the MAC under the host's private key, over
-        // these exact in-memory bytes) for this engine configuration.
-        let component = unsafe { Component::deserialize(engine, &bytes[code_at..]) }
-            .map_err(anyhow::Error::from)
-            .context("artifact was refused by the engine")?;
-        Ok(Some((component, provenance)))
+        let component = artifact.deserialize(engine)?;
+        Ok(Some((component, artifact.provenance)))
     }
 
     /// The provenance the artifact of `wasm_sha256` records, integrity
     /// checked, without loading its code (for `inspect`).
     pub fn record(&self, wasm_sha256: &str) -> Result<Option<ModuleProvenance>> {
-        Ok(self.read_verified(wasm_sha256)?.map(|(_, p, _)| p))
+        Ok(self.open_verified(wasm_sha256)?.map(|a| a.provenance))
     }
 
-    /// The artifact's bytes, its record and where its code starts, after
-    /// every check but the engine's.
-    fn read_verified(
-        &self,
-        wasm_sha256: &str,
-    ) -> Result<Option<(Vec<u8>, ModuleProvenance, usize)>> {
+    /// The artifact file, open, after every check but the engine's.
+    fn open_verified(&self, wasm_sha256: &str) -> Result<Option<Verified>> {
         let name = self.file_name(wasm_sha256);
-        let meta = match self.dir.symlink_metadata(&name) {
-            Ok(meta) => meta,
+        match self.dir.symlink_metadata(&name) {
+            Ok(meta) => ensure!(meta.is_file(), "artifact is not a regular file"),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
-        };
+        }
+        let file = self.dir.open(&name)?.into_std();
+        // Every check below is of this open file, not of the name.
+        let meta = file.metadata()?;
         ensure!(meta.is_file(), "artifact is not a regular file");
-        ensure!(
-            meta.uid() == self.uid && meta.mode() & 0o077 == 0,
-            "artifact has the wrong owner or mode {:o}",
-            meta.mode() & 0o7777
-        );
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            ensure!(
+                meta.uid() == self.uid && meta.mode() & 0o077 == 0,
+                "artifact has the wrong owner or mode {:o}",
+                meta.mode() & 0o7777
+            );
+        }
         ensure!(meta.len() <= MAX_ARTIFACT_BYTES, "artifact is too large");
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        let mut file = self.dir.open(&name)?.into_std();
-        let before = Identity::of(&file.metadata()?);
-        (&mut file)
-            .take(MAX_ARTIFACT_BYTES)
-            .read_to_end(&mut bytes)?;
-        let unchanged = (before == Identity::of(&file.metadata()?)).then_some(before);
-        ensure!(bytes.len() > MAGIC.len() + 32, "artifact is truncated");
-        let (magic, rest) = bytes.split_at(MAGIC.len());
-        ensure!(magic == MAGIC, "artifact has a foreign format");
-        let (tag, rest) = rest.split_at(32);
+        let identity = Identity::of(&meta);
         let integrity = || {
             anyhow::anyhow!(
                 "artifact failed its integrity check (modified, swapped, truncated or from another host)"
             )
         };
-        let (len, rest) = rest.split_at_checked(4).ok_or_else(integrity)?;
-        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-        ensure!(len <= MAX_RECORD_BYTES && len <= rest.len(), integrity());
-        let (record, code) = rest.split_at(len);
-        self.check_mac(&name, unchanged, tag, || {
-            self.mac(wasm_sha256, record, code)
-                .verify_slice(tag)
-                .map_err(|_| integrity())
+        let len = meta.len() as usize;
+        ensure!(len > TRAILER, "artifact is truncated");
+        let mut trailer = [0u8; TRAILER];
+        file.read_exact_at(&mut trailer, (len - TRAILER) as u64)?;
+        let (record_len, rest) = trailer.split_at(4);
+        let (tag, magic) = rest.split_at(32);
+        ensure!(
+            magic == MAGIC,
+            "artifact does not end in its format tag (a foreign format, truncated or appended to)"
+        );
+        let record_len = u32::from_le_bytes(record_len.try_into().expect("4 bytes")) as usize;
+        ensure!(
+            record_len <= MAX_RECORD_BYTES && record_len <= len - TRAILER,
+            integrity()
+        );
+        let code_len = len - TRAILER - record_len;
+        let mut record = vec![0u8; record_len];
+        file.read_exact_at(&mut record, code_len as u64)?;
+        self.check_mac(&name, identity, tag, || {
+            let mut mac = self.mac(wasm_sha256, &record);
+            hash_prefix(&file, code_len, &mut mac)?;
+            mac.verify_slice(tag).map_err(|_| integrity())?;
+            // Stamped only if it did not change while it was hashed.
+            Ok(Identity::of(&file.metadata()?) == identity)
         })?;
-        let provenance: ModuleProvenance = serde_json::from_slice(record)
+        let provenance: ModuleProvenance = serde_json::from_slice(&record)
             .context("artifact has an unreadable provenance record")?;
         ensure!(
             provenance.module_digest.hex() == wasm_sha256,
             "artifact records module {} instead",
             provenance.module_digest
         );
-        let code_at = bytes.len() - code.len();
-        Ok(Some((bytes, provenance, code_at)))
+        Ok(Some(Verified {
+            file,
+            identity,
+            code_len,
+            provenance,
+        }))
     }
 
-    /// Runs `verify` (the MAC over the whole artifact) unless a stamp says
-    /// this very file (`identity`, unchanged while it was read) was verified
-    /// already with this `tag`; stamps the file after a success. The stamp
-    /// is MAC'd under the same host key (`crate::stamp`), so skipping the
-    /// check trusts nothing the check itself would not.
+    /// Runs `verify` (the MAC over the whole artifact; it says whether the
+    /// file stayed `identity` while it was read) unless a stamp says this
+    /// very file was verified already with this `tag`; stamps the file after
+    /// a success. The stamp is MAC'd under the same host key
+    /// (`crate::stamp`), so skipping the check trusts nothing the check
+    /// itself would not.
     fn check_mac(
         &self,
         name: &str,
-        identity: Option<Identity>,
+        identity: Identity,
         tag: &[u8],
-        verify: impl FnOnce() -> Result<()>,
+        verify: impl FnOnce() -> Result<bool>,
     ) -> Result<()> {
-        let stamps = identity.and_then(|_| Stamps::with_key(self.dir, self.uid, self.key).ok());
-        if let (Some(stamps), Some(identity)) = (&stamps, &identity)
-            && stamps.get(name.as_bytes(), identity).as_deref() == Some(tag)
+        let stamps = Stamps::with_key(self.dir, self.uid, self.key).ok();
+        if let Some(stamps) = &stamps
+            && stamps.get(name.as_bytes(), &identity).as_deref() == Some(tag)
         {
             tracing::debug!(artifact = name, mac = "stamp", "artifact integrity");
             return Ok(());
         }
-        verify()?;
+        let unchanged = verify()?;
         tracing::debug!(artifact = name, mac = "checked", "artifact integrity");
-        if let (Some(stamps), Some(identity)) = (&stamps, &identity) {
-            stamps.put(name.as_bytes(), identity, tag);
+        if let Some(stamps) = &stamps
+            && unchanged
+        {
+            stamps.put(name.as_bytes(), &identity, tag);
         }
         Ok(())
     }
@@ -310,13 +342,15 @@ impl<'a> ArtifactStore<'a> {
         let mut options = OpenOptions::new();
         options.write(true).create(true).truncate(true).mode(0o600);
         let mut file = self.dir.open_with(&tmp, &options)?;
-        let tag = self.mac(wasm_sha256, &record, code).finalize().into_bytes();
+        let mut mac = self.mac(wasm_sha256, &record);
+        mac.update(code);
+        let tag = mac.finalize().into_bytes();
         let written = file
-            .write_all(MAGIC)
-            .and_then(|()| file.write_all(&tag))
-            .and_then(|()| file.write_all(&(record.len() as u32).to_le_bytes()))
+            .write_all(code)
             .and_then(|()| file.write_all(&record))
-            .and_then(|()| file.write_all(code))
+            .and_then(|()| file.write_all(&(record.len() as u32).to_le_bytes()))
+            .and_then(|()| file.write_all(&tag))
+            .and_then(|()| file.write_all(MAGIC))
             .and_then(|()| file.sync_all());
         if let Err(e) = written {
             let _ = self.dir.remove_file(&tmp);
@@ -325,6 +359,66 @@ impl<'a> ArtifactStore<'a> {
         self.dir.rename(&tmp, self.dir, &name)?;
         Ok(())
     }
+}
+
+/// An artifact file that passed every check of [`ArtifactStore`], open.
+struct Verified {
+    file: std::fs::File,
+    /// What the file was when it was checked.
+    identity: Identity,
+    /// Its code, the ELF image wasmtime wrote: bytes `0..code_len`.
+    code_len: usize,
+    provenance: ModuleProvenance,
+}
+
+impl Verified {
+    /// The component, from this open file: mapped by wasmtime through
+    /// `/proc/self/fd`, or, where there is no `/proc`, read (once more,
+    /// checked against the same identity) and copied.
+    fn deserialize(&self, engine: &Engine) -> Result<Component> {
+        use std::os::fd::AsRawFd;
+        let path = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+        let component = if std::path::Path::new(&path).exists() {
+            // SAFETY: the file holds code produced by
+            // `Engine::precompile_component` of this host for this engine
+            // configuration: the MAC under the host's private key (or its
+            // stamp) proved it for this inode in this state, compared again
+            // below now that it is mapped; the module doc says what a
+            // writer with the host's own user could still do.
+            unsafe { Component::deserialize_file(engine, &path) }
+        } else {
+            let mut code = vec![0u8; self.code_len];
+            self.file.read_exact_at(&mut code, 0)?;
+            self.ensure_unchanged()?;
+            // SAFETY: as above, for these bytes read from the checked file.
+            unsafe { Component::deserialize(engine, &code) }
+        }
+        .map_err(anyhow::Error::from)
+        .context("artifact was refused by the engine")?;
+        self.ensure_unchanged()?;
+        Ok(component)
+    }
+
+    fn ensure_unchanged(&self) -> Result<()> {
+        ensure!(
+            Identity::of(&self.file.metadata()?) == self.identity,
+            "artifact changed while it was loaded"
+        );
+        Ok(())
+    }
+}
+
+/// Feeds bytes `0..len` of `file` to `mac`, a block at a time.
+fn hash_prefix(file: &std::fs::File, len: usize, mac: &mut Hmac<Sha256>) -> Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut at = 0;
+    while at < len {
+        let n = buf.len().min(len - at);
+        file.read_exact_at(&mut buf[..n], at as u64)?;
+        mac.update(&buf[..n]);
+        at += n;
+    }
+    Ok(())
 }
 
 /// `text` with control characters escaped, for a line the kubelet logs.
