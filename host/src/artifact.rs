@@ -276,8 +276,13 @@ impl<'a> ArtifactStore<'a> {
             let mut mac = self.mac(wasm_sha256, &record);
             hash_prefix(&file, code_len, &mut mac)?;
             mac.verify_slice(tag).map_err(|_| integrity())?;
-            // Stamped only if it did not change while it was hashed.
-            Ok(Identity::of(&file.metadata()?) == identity)
+            // What was hashed must be what is mapped: a file that changed
+            // while it was read is refused (and checked again next time).
+            ensure!(
+                Identity::of(&file.metadata()?) == identity,
+                "artifact changed while it was checked"
+            );
+            Ok(())
         })?;
         let provenance: ModuleProvenance = serde_json::from_slice(&record)
             .context("artifact has an unreadable provenance record")?;
@@ -294,9 +299,9 @@ impl<'a> ArtifactStore<'a> {
         }))
     }
 
-    /// Runs `verify` (the MAC over the whole artifact; it says whether the
-    /// file stayed `identity` while it was read) unless a stamp says this
-    /// very file was verified already with this `tag`; stamps the file after
+    /// Runs `verify` (the MAC over the whole artifact, which fails if the
+    /// file did not stay `identity` while it was read) unless a stamp says
+    /// this very file was verified already with this `tag`; stamps the file after
     /// a success. The stamp is MAC'd under the same host key
     /// (`crate::stamp`), so skipping the check trusts nothing the check
     /// itself would not.
@@ -305,7 +310,7 @@ impl<'a> ArtifactStore<'a> {
         name: &str,
         identity: Identity,
         tag: &[u8],
-        verify: impl FnOnce() -> Result<bool>,
+        verify: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
         let stamps = Stamps::with_key(self.dir, self.uid, self.key).ok();
         if let Some(stamps) = &stamps
@@ -314,11 +319,9 @@ impl<'a> ArtifactStore<'a> {
             tracing::debug!(artifact = name, mac = "stamp", "artifact integrity");
             return Ok(());
         }
-        let unchanged = verify()?;
+        verify()?;
         tracing::debug!(artifact = name, mac = "checked", "artifact integrity");
-        if let Some(stamps) = &stamps
-            && unchanged
-        {
+        if let Some(stamps) = &stamps {
             stamps.put(name.as_bytes(), &identity, tag);
         }
         Ok(())
