@@ -19,11 +19,12 @@ pub const SETTINGS: &str = "component-model,epoch-interruption,on-demand,max-was
 ///   backtraces do not use it, and no host panic unwinds through a guest
 ///   (release builds abort on panic; wasmtime catches a host function's
 ///   panic at the boundary).
-/// - copy-on-write memory images: for a component loaded from bytes (the
-///   artifact is read and checked first, `crate::artifact`), wasmtime
-///   builds each image in a new memfd, writing the data into it, to map
-///   it into the one instance it will ever have; copying the data segments
-///   into that instance's memory directly is less work.
+/// - copy-on-write memory images: wasmtime would build each image to map
+///   it into the one instance it will ever have; copying the data
+///   segments into that instance's memory directly is less work. (Measured
+///   when artifacts were loaded from bytes, where each image took a new
+///   memfd; artifacts are now mapped from their file (`crate::artifact`),
+///   where images could map the file itself: not measured yet.)
 pub fn new() -> Result<Engine> {
     let mut config = Config::new();
     config
