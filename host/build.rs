@@ -2,8 +2,10 @@
 //! fresh process for every cache miss, and a PIE of its size (megabytes of
 //! wasmtime) spends a measurable part of its start-up applying relative
 //! relocations. The front stays position-independent, keeping ASLR for the
-//! binary that reads every cached credential; `scripts/build-node` links it
-//! as a static PIE.
+//! binary that reads every cached credential. This is for glibc builds
+//! (`cargo build`); the node's static musl builds get the same shapes from
+//! `scripts/build-node` (`-C relocation-model=static` for the runtime, the
+//! target's default static PIE for the front).
 
 fn main() {
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
