@@ -11,3 +11,9 @@
 #![no_main]
 
 wasm_credential_provider::c_main!(wasm_credential_provider::front::main);
+
+/// The node's static musl build allocates with dlmalloc, not musl's
+/// mallocng: host/Cargo.toml has the measurements.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
