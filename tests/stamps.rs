@@ -42,6 +42,21 @@ impl Pinned {
     }
 }
 
+/// Whether the exec read the module's bytes (a stamp that records the
+/// capability section spares the read).
+fn read_module(exec: &Exec) -> bool {
+    let line = exec
+        .stderr
+        .lines()
+        .find(|l| l.contains("module read"))
+        .unwrap_or_else(|| panic!("no module read line in\n{}", exec.stderr));
+    assert!(
+        line.contains("read=true") || line.contains("read=false"),
+        "{line}"
+    );
+    line.contains("read=true")
+}
+
 fn digest_from(exec: &Exec) -> &'static str {
     assert!(exec.success, "{exec:#?}");
     if exec.stderr.contains("digest=\"stamp\"") || exec.stderr.contains("digest=stamp") {
@@ -56,9 +71,18 @@ fn digest_from(exec: &Exec) -> &'static str {
 #[test]
 fn an_unchanged_module_is_hashed_once_and_a_rewritten_one_meets_its_pin_again() {
     let p = Pinned::new();
-    assert_eq!(digest_from(&p.exec("debug")), "hashed");
-    assert_eq!(digest_from(&p.exec("debug")), "stamp");
-    assert_eq!(digest_from(&p.exec("debug")), "stamp");
+    let first = p.exec("debug");
+    assert_eq!(digest_from(&first), "hashed");
+    assert!(read_module(&first));
+    // Stamped: neither hashed nor read, and the plugin's typed config is
+    // still checked against its declaration (recorded in the stamp): the
+    // exec answers as the first did.
+    for _ in 0..2 {
+        let stamped = p.exec("debug");
+        assert_eq!(digest_from(&stamped), "stamp");
+        assert!(!read_module(&stamped), "{}", stamped.stderr);
+        assert_eq!(stamped.stdout, first.stdout);
+    }
 
     // Rewritten in place, same size, one byte different: the pin refuses it.
     let mut bytes = std::fs::read(&p.module).unwrap();
@@ -111,4 +135,32 @@ fn stamps_in_the_cache_directory_cannot_vouch_for_another_module() {
         }
     }
     assert_eq!(digest_from(&p.exec("debug")), "hashed");
+}
+
+#[test]
+fn the_declaration_a_stamp_records_still_bounds_the_plugins_config() {
+    let p = Pinned::new();
+    assert_eq!(digest_from(&p.exec("debug")), "hashed");
+    assert_eq!(digest_from(&p.exec("debug")), "stamp");
+    // The same module under a config with a key its declaration does not
+    // name: kept from the plugin, by the stamped declaration as by the
+    // module's, while the keys it declares are passed.
+    let text = std::fs::read_to_string(&p.config)
+        .unwrap()
+        .replace("password: p}", "password: p, token: t}");
+    std::fs::write(&p.config, text).unwrap();
+    let exec = Provider::new(host_binary(), &p.config)
+        .env("WCP_LOG", "debug")
+        .exec(&RequestSpec::new(V1, "a.registry.io/x"));
+    assert_eq!(digest_from(&exec), "stamp");
+    assert!(!read_module(&exec), "{}", exec.stderr);
+    let undeclared: Vec<&str> = exec
+        .stderr
+        .lines()
+        .filter(|l| l.contains("the plugin does not declare it"))
+        .collect();
+    assert_eq!(undeclared.len(), 1, "{}", exec.stderr);
+    assert!(undeclared[0].contains("key=token"), "{}", exec.stderr);
+    let answer: serde_json::Value = serde_json::from_slice(&exec.stdout).unwrap();
+    assert_eq!(answer["auth"]["a.registry.io"]["username"], "u", "{answer}");
 }

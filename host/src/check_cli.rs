@@ -8,7 +8,7 @@
 //! mounted elsewhere, as the installer sees it) the absolute paths inside
 //! both files are read below PREFIX.
 
-use crate::{artifact::ArtifactStore, cache::CacheStore, declaration_section, module};
+use crate::{artifact::ArtifactStore, cache::CacheStore, module};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -319,7 +319,7 @@ fn module_findings(
             return None;
         }
     };
-    let declaration = match declaration_section::declaration(&module.bytes) {
+    let declaration = match module.declaration() {
         Ok(declaration) => declaration,
         Err(e) => {
             findings.error(
@@ -331,11 +331,7 @@ fn module_findings(
             return None;
         }
     };
-    if declaration_section::section(&module.bytes)
-        .ok()
-        .flatten()
-        .is_none()
-    {
+    if !module.has_section() {
         findings.warning(
             H,
             format!("plugins[{i}].module"),

@@ -78,7 +78,8 @@ fn compile(
     for &plugin in plugins {
         let module = module::load_stamped(plugin, None)?;
         // Install time is when a typed config's mistakes should show.
-        let declaration = crate::declaration_section::declaration(&module.bytes)?;
+        let declaration = module.declaration()?;
+        let bytes = module.bytes()?;
         crate::config_file::check_plugin_config(config, plugin, &declaration, &Default::default())?;
         let required = crate::trust::requirement(plugin)?;
         match store.load(&engine, &module.sha256, &required) {
@@ -102,13 +103,13 @@ fn compile(
             });
         };
         // The only way to an artifact: a module that passed its checks.
-        let verified = crate::trust::verify_installed(plugin, &module.bytes)
+        let verified = crate::trust::verify_installed(plugin, bytes)
             .inspect_err(|_| record(CompileOutcome::Refused, None))?;
         let verify_ms = started.elapsed().as_secs_f64() * 1000.0;
         *current.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((audit.clone(), plugin.name.clone(), module.sha256.clone()));
         let code = engine
-            .precompile_component(&module.bytes)
+            .precompile_component(bytes)
             .map_err(anyhow::Error::from)
             .with_context(|| {
                 format!(
@@ -128,7 +129,7 @@ fn compile(
             "{}: compiled {} ({} bytes of wasm -> {} bytes) in {:.0} ms{}",
             plugin.name,
             module.sha256,
-            module.bytes.len(),
+            bytes.len(),
             code.len(),
             started.elapsed().as_secs_f64() * 1000.0,
             match &verified.signer {

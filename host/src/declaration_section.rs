@@ -8,8 +8,13 @@ use wcp_core::capabilities::{Declaration, SECTION_NAME};
 /// The component's declaration; a component without one declares nothing
 /// and so can use nothing.
 pub fn declaration(bytes: &[u8]) -> Result<Declaration> {
-    match section(bytes)? {
-        Some(data) => Declaration::parse(&data).context("invalid capability declaration"),
+    parse(section(bytes)?.as_deref())
+}
+
+/// The declaration in a component's section (see [`section`]).
+pub fn parse(section: Option<&[u8]>) -> Result<Declaration> {
+    match section {
+        Some(data) => Declaration::parse(data).context("invalid capability declaration"),
         None => Ok(Declaration::default()),
     }
 }

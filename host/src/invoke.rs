@@ -3,11 +3,11 @@
 
 use crate::audit::AuditLog;
 use crate::events::{self, CallOutcome, Record};
+use crate::module;
 use crate::runtime::{self, CallReport, Outcome};
 use crate::runtime::{Artifacts, Traced};
 use crate::sandbox::Sandbox;
 use crate::tls::TlsClient;
-use crate::{declaration_section, module};
 use anyhow::{Context, Result};
 use std::time::Instant;
 use wcp_core::config::{HostConfig, PluginConfig};
@@ -50,7 +50,7 @@ pub fn invoke_traced(
         .and_then(|c| crate::stamp::Stamps::open(c).ok());
     let module = module::load_stamped(plugin, stamps.as_ref())?;
     tracing::debug!(plugin = %plugin.name, sha256 = %module.sha256, "module verified");
-    let declaration = declaration_section::declaration(&module.bytes).with_context(|| {
+    let declaration = module.declaration().with_context(|| {
         format!(
             "plugin {:?}: module {}",
             plugin.name,

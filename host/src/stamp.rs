@@ -30,7 +30,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const MAGIC: &[u8; 16] = b"wcp-stamp-v1\0\0\0\0";
 /// A file must be at least this old (by ctime) before it is stamped.
 pub const SETTLED: Duration = Duration::from_secs(2);
-const MAX_VALUE_BYTES: usize = 4096;
+/// The largest value a stamp records.
+pub const MAX_VALUE_BYTES: usize = 4096;
 
 /// The kernel's identity of a file; equal identities mean the same,
 /// unmodified file (see the module docs for the one race and its rule).

@@ -370,10 +370,11 @@ fn uncached(
     config_path: &Path,
 ) -> Result<Obtained> {
     // No artifact is made from an unverified module, kept or not.
-    let origin = crate::trust::verify_installed(plugin, &module.bytes)?;
+    let bytes = module.bytes()?;
+    let origin = crate::trust::verify_installed(plugin, bytes)?;
     let started = Instant::now();
     let (tx, rx) = std::sync::mpsc::channel();
-    let (worker, bytes) = (engine.clone(), module.bytes.clone());
+    let (worker, bytes) = (engine.clone(), bytes.to_vec());
     std::thread::spawn(move || {
         let _ = tx.send(worker.precompile_component(&bytes));
     });

@@ -281,7 +281,7 @@ mod tests {
             )
             .unwrap();
             let module = crate::module::load_stamped(plugin, None).unwrap();
-            let declaration = crate::declaration_section::declaration(&module.bytes).unwrap();
+            let declaration = module.declaration().unwrap();
             let values = crate::config_file::resolve_values(plugin).unwrap();
             let sandbox =
                 crate::sandbox::Sandbox::resolve(plugin, &declaration, values, &request, |_| None);
