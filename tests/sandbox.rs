@@ -28,6 +28,11 @@ impl Scenario {
 
     /// Runs `module` with the given extra plugin YAML (grants, config).
     fn run(&self, module: &str, extra: &str) -> Exec {
+        self.run_logged(module, extra, "warn")
+    }
+
+    /// [`Self::run`] with the host's log at `level`.
+    fn run_logged(&self, module: &str, extra: &str, level: &str) -> Exec {
         let config = self.ws.write(
             "host-config.yaml",
             format!(
@@ -39,6 +44,7 @@ impl Scenario {
         let exec = Provider::new(host_binary(), &config)
             .env("AWS_SECRET_ACCESS_KEY", "node-secret-must-not-leak")
             .env("GRANTED_AND_DECLARED", "visible")
+            .env("WCP_LOG", level)
             .exec(&RequestSpec::new(V1, "team.registry.io/app"));
         assert!(
             exec.elapsed < DEADLINE + MARGIN,
@@ -79,6 +85,29 @@ fn infinite_loop_is_interrupted_at_the_deadline() {
     let line = exec.assert_clean_failure("did not answer within its 2s deadline");
     assert!(exec.elapsed >= DEADLINE);
     report("infinite loop", &exec, &line);
+}
+
+/// The exec's one call holds the process's interval timer
+/// (`host/src/runtime/deadline.rs`), not a sleeping thread: the path the
+/// kubelet's execs take is the one this checks.
+#[test]
+fn the_exec_interrupts_a_spinning_guest_by_its_timer() {
+    let s = Scenario::new();
+    let exec = s.run_logged(artifacts::INFINITE_LOOP, "", "debug");
+    assert!(!exec.success && exec.stdout.is_empty(), "{exec:#?}");
+    assert!(exec.elapsed >= DEADLINE);
+    let armed = exec
+        .stderr
+        .lines()
+        .find(|l| l.contains("guest deadline armed"))
+        .unwrap_or_else(|| panic!("{}", exec.stderr));
+    assert!(armed.contains("by=\"timer\""), "{armed}");
+    let last = exec.stderr.lines().last().unwrap();
+    assert!(
+        last.contains("did not answer within its 2s deadline"),
+        "{}",
+        exec.stderr
+    );
 }
 
 #[test]

@@ -102,13 +102,13 @@ pub struct ArtifactStore<'a> {
 }
 
 impl<'a> ArtifactStore<'a> {
-    /// Opens the store in `dir` (already checked to be ours), creating the
-    /// host key on first use.
-    pub fn open(dir: &'a Dir, uid: u32) -> Result<Self> {
-        let key = host_key(dir, uid)?;
+    /// Opens the store in the cache directory (already checked to be ours),
+    /// creating the host key on first use.
+    pub fn open(cache: &'a crate::cache::CacheStore) -> Result<Self> {
+        let key = cache.host_key()?;
         Ok(Self {
-            dir,
-            uid,
+            dir: cache.dir(),
+            uid: cache.uid(),
             key,
             compat: engine_tag(),
         })

@@ -36,6 +36,9 @@ pub struct CacheStore {
     path: PathBuf,
     uid: u32,
     max_entries: usize,
+    /// The host key (`crate::artifact::host_key`), read once per process:
+    /// stamps, artifacts and the trust-roots snapshot all use it.
+    host_key: std::sync::OnceLock<[u8; 32]>,
 }
 
 /// Held while this process fetches an answer others may be waiting for.
@@ -74,7 +77,18 @@ impl CacheStore {
             path: path.to_path_buf(),
             uid,
             max_entries,
+            host_key: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The host key of this directory, created on first use.
+    pub fn host_key(&self) -> Result<[u8; 32]> {
+        if let Some(key) = self.host_key.get() {
+            return Ok(*key);
+        }
+        let key = crate::artifact::host_key(&self.dir, self.uid)?;
+        // Two threads may both read it; the file holds one key.
+        Ok(*self.host_key.get_or_init(|| key))
     }
 
     /// The opened directory, for other files the host keeps there.

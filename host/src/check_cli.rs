@@ -413,7 +413,7 @@ fn artifact_findings(
         let store = CacheStore::open(&host.cache_directory, host.cache_max_entries);
         match store.and_then(|cache| {
             let engine = crate::runtime::engine::new()?;
-            let store = ArtifactStore::open(cache.dir(), cache.uid())?;
+            let store = ArtifactStore::open(&cache)?;
             // An artifact that does not meet the plugin's verify/source
             // settings is as good as none: the exec would verify again.
             let required = crate::trust::requirement(plugin)?;

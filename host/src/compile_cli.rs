@@ -74,7 +74,7 @@ fn compile(
     let audit = Arc::new(AuditLog::open(config.audit_log.as_deref()));
     let cache = CacheStore::open(&config.cache_directory, config.cache_max_entries)?;
     let engine = runtime::engine::new()?;
-    let store = ArtifactStore::open(cache.dir(), cache.uid())?;
+    let store = ArtifactStore::open(&cache)?;
     for &plugin in plugins {
         let module = module::load_stamped(plugin, None)?;
         // Install time is when a typed config's mistakes should show.

@@ -303,7 +303,7 @@ fn artifact_records(
     }
     let cache =
         crate::cache::CacheStore::open(&host.cache_directory, host.cache_max_entries).ok()?;
-    let store = crate::artifact::ArtifactStore::open(cache.dir(), cache.uid()).ok()?;
+    let store = crate::artifact::ArtifactStore::open(&cache).ok()?;
     store.record(sha256).ok().flatten()
 }
 

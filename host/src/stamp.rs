@@ -93,7 +93,7 @@ impl Stamps {
                 .try_clone()
                 .context("cannot reopen the cache directory")?,
             uid: cache.uid(),
-            key: crate::artifact::host_key(cache.dir(), cache.uid())?,
+            key: cache.host_key()?,
         })
     }
 

@@ -50,6 +50,8 @@ pub enum Source {
 pub struct CacheStore {
     dir: Dir,
     uid: u32,
+    /// `None` if the host key cannot be read: no snapshot is used.
+    key: Option<[u8; 32]>,
 }
 
 impl CacheStore {
@@ -57,6 +59,7 @@ impl CacheStore {
         Some(Self {
             dir: cache.dir().try_clone().ok()?,
             uid: cache.uid(),
+            key: cache.host_key().ok(),
         })
     }
 
@@ -73,7 +76,7 @@ impl CacheStore {
 /// the store as it is now, else parsed (and the snapshot rewritten).
 pub fn os_roots(cache: Option<&CacheStore>) -> (Vec<TrustAnchor<'static>>, Source) {
     let (fingerprint, settled) = fingerprint(&paths());
-    let key = cache.and_then(|c| crate::artifact::host_key(c.dir(), c.uid()).ok());
+    let key = cache.and_then(|c| c.key);
     if let (Some(cache), Some(key)) = (cache, key.as_ref()) {
         match read(cache, key, &fingerprint) {
             Ok(Some(anchors)) => return (anchors, Source::Snapshot),

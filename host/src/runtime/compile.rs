@@ -91,7 +91,7 @@ pub fn component(
     let required = crate::trust::requirement(plugin)?;
     let now = Instant::now();
     let deadline = budget::compile_deadline(plugin.limits.timeout, now);
-    let store = match cache.map(|c| ArtifactStore::open(c.dir(), c.uid())) {
+    let store = match cache.map(ArtifactStore::open) {
         None => {
             let why = "no cache directory".to_string();
             return uncached(engine, module, plugin, why, deadline, config_path);

@@ -3,6 +3,7 @@
 //! keeps only what needs wasmtime.
 
 mod compile;
+mod deadline;
 pub use compile::Artifacts;
 pub mod engine;
 mod failure;
@@ -28,9 +29,9 @@ use outbound::trace::Trace;
 pub use outbound::trace::{Traced, Verdict};
 use state::PluginState;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use wasmtime::Store;
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi_http::WasiHttpCtx;
@@ -230,7 +231,16 @@ async fn run_async(
     store.limiter(|s| &mut s.limits);
     store.set_epoch_deadline(1);
     store.epoch_deadline_trap();
-    start_deadline_timer(&engine, deadline.saturating_duration_since(Instant::now()));
+    // Held until the call has returned.
+    let interrupt = deadline::start(&engine, deadline.saturating_duration_since(Instant::now()));
+    tracing::debug!(
+        by = if interrupt.is_timer() {
+            "timer"
+        } else {
+            "thread"
+        },
+        "guest deadline armed"
+    );
 
     let plugin_request = PluginRequest {
         image: &request.image,
@@ -299,16 +309,4 @@ async fn run_async(
             clean(&redactor, &why)
         ),
     }
-}
-
-/// Interrupts guest code once `timeout` has passed. Host I/O is cut by the
-/// async timeout around the call; this stops a guest spinning in wasm.
-fn start_deadline_timer(engine: &Engine, timeout: Duration) {
-    let engine = engine.weak();
-    std::thread::spawn(move || {
-        std::thread::sleep(timeout);
-        if let Some(engine) = engine.upgrade() {
-            engine.increment_epoch();
-        }
-    });
 }
