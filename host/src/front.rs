@@ -8,10 +8,13 @@
 //! KEP-2535 the kubelet also asks for images already present. The runtime
 //! links wasmtime, rustls, tokio and a YAML parser, and starting it costs
 //! more than the hit itself (dynamic relocations, faulting in megabytes).
-//! Linked statically (`scripts/build-node`), the runtime alone answers a hit
-//! nearly as fast (0.93 ms against the front's 0.72 in one bench run), so
-//! one binary calling the runtime in process on a miss is the next step the
-//! startup issue's note describes; until then a miss pays a second exec.
+//! Linked statically (`scripts/build-node`), the runtime alone answers a
+//! warm hit nearly as fast (0.93 ms against the front's 0.72 in one bench
+//! run), but not a hit after a long idle: with the page cache cold it
+//! faults in pages of an 8.7 MB binary, 14.5 ms against the front's 3.4
+//! (native 2.5). One binary calling the runtime in process on a miss would
+//! save a miss its second exec (about 0.3 ms warm) and cost every cold hit
+//! that, so the two stay apart.
 //! This binary links none of them (`cargo tree`/`nm` say so; the startup
 //! benchmark measures both), reads the host config from its JSON snapshot
 //! (`crate::config_snapshot`) and the answer from the credential cache,
