@@ -98,6 +98,32 @@ fn an_unchanged_module_is_hashed_once_and_a_rewritten_one_meets_its_pin_again() 
 }
 
 #[test]
+fn a_stamped_module_still_meets_a_pin_changed_in_the_config() {
+    let p = Pinned::new();
+    assert_eq!(digest_from(&p.exec("debug")), "hashed");
+    assert_eq!(digest_from(&p.exec("debug")), "stamp");
+    // The module is untouched (its stamp holds); the operator pins another
+    // digest: refused from the stamped digest without reading the module.
+    let text = std::fs::read_to_string(&p.config).unwrap();
+    let pin = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("sha256: "))
+        .unwrap()
+        .to_string();
+    let other = format!("{:064x}", 7);
+    std::fs::write(&p.config, text.replace(&pin, &other)).unwrap();
+    let exec = p.exec("debug");
+    assert!(!exec.success && exec.stdout.is_empty(), "{exec:#?}");
+    assert!(!read_module(&exec), "{}", exec.stderr);
+    let last = exec.stderr.lines().last().unwrap();
+    assert!(
+        last.contains("refusing to run it") && last.contains(&other),
+        "{}",
+        exec.stderr
+    );
+}
+
+#[test]
 fn a_module_replaced_by_another_file_is_hashed_again() {
     let p = Pinned::new();
     assert_eq!(digest_from(&p.exec("debug")), "hashed");

@@ -50,7 +50,10 @@ impl VerifiedModule {
 
     /// The module's bytes: those verified, or, when a stamp spared reading
     /// them, the file read now and refused unless it has the verified
-    /// digest.
+    /// digest. (The exec path never needs them after a stamp: a stamp
+    /// needs the cache directory, and with one a module is compiled by the
+    /// compile child, which reads it itself. This keeps a later caller
+    /// from running unverified bytes.)
     #[cfg_attr(not(feature = "compiler"), allow(dead_code))]
     pub fn bytes(&self) -> Result<&[u8]> {
         if let Some(bytes) = self.bytes.get() {
@@ -85,9 +88,12 @@ struct Stamped {
 impl Stamped {
     /// Stamps of this format are kept under their own subject, so a stamp
     /// written by an earlier version (the digest alone, under the path) is
-    /// never read as one of these.
+    /// never read as one of these; the host's version is part of it, so
+    /// that a host whose checks of a module change (the component check,
+    /// where the section is found) verifies each module again once rather
+    /// than trusting what an older host recorded.
     fn subject(path: &Path) -> Vec<u8> {
-        let mut subject = b"module-v2\0".to_vec();
+        let mut subject = format!("module-v2\0{}\0", env!("CARGO_PKG_VERSION")).into_bytes();
         subject.extend_from_slice(path.as_os_str().as_encoded_bytes());
         subject
     }
@@ -161,6 +167,9 @@ pub fn load_stamped(plugin: &PluginConfig, stamps: Option<&Stamps>) -> Result<Ve
         stamped => {
             let (bytes, identity) = read_bounded_identified(&mut file).with_context(cannot_read)?;
             let unchanged = identity == Some(opened);
+            // A stamp that holds the digest alone (the section was too
+            // large for one) is not written again on every exec.
+            let restamp = stamped.is_none();
             let stamped = stamped.filter(|_| unchanged).map(|s| s.sha256);
             let from_stamp = stamped.is_some();
             let sha256 = stamped.unwrap_or_else(|| hex::encode(Sha256::digest(&bytes)));
@@ -173,7 +182,8 @@ pub fn load_stamped(plugin: &PluginConfig, stamps: Option<&Stamps>) -> Result<Ve
             check_pin(plugin, &sha256)?;
             check_component(plugin, &bytes)?;
             let section = crate::declaration_section::section(&bytes);
-            if let (Some(stamps), true, Ok(section)) = (stamps, unchanged, &section) {
+            if let (Some(stamps), true, true, Ok(section)) = (stamps, unchanged, restamp, &section)
+            {
                 let value = Stamped {
                     sha256: sha256.clone(),
                     section: Some(section.clone()),

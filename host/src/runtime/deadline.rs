@@ -19,12 +19,14 @@
 //! instead; both paths stop the same guest the same way.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::time::Duration;
 use wasmtime::Engine;
 
-/// The engine the timer's handler moves the epoch of.
-static TIMER_ENGINE: OnceLock<Engine> = OnceLock::new();
+/// The engine the timer's handler moves the epoch of: a clone leaked on
+/// purpose (set once, never freed), read by the handler with one atomic
+/// load.
+static TIMER_ENGINE: AtomicPtr<Engine> = AtomicPtr::new(std::ptr::null_mut());
 /// Whether a call holds the timer now.
 static ARMED: AtomicBool = AtomicBool::new(false);
 /// Whether the `SIGALRM` handler is installed (once per process).
@@ -48,6 +50,7 @@ pub fn start(engine: &Engine, timeout: Duration) -> Guard {
 }
 
 /// Held for the duration of one call.
+#[must_use = "dropping the guard disarms the deadline"]
 pub struct Guard {
     timer: bool,
 }
@@ -70,7 +73,7 @@ impl Drop for Guard {
 }
 
 fn arm_timer(engine: &Engine, timeout: Duration) -> Option<Guard> {
-    if !Engine::same(TIMER_ENGINE.get_or_init(|| engine.clone()), engine) {
+    if !Engine::same(timer_engine(engine), engine) {
         return None;
     }
     if !*HANDLER.get_or_init(install_handler) {
@@ -79,19 +82,74 @@ fn arm_timer(engine: &Engine, timeout: Duration) -> Option<Guard> {
     if ARMED.swap(true, Ordering::AcqRel) {
         return None;
     }
+    // The signal must reach a thread that takes it: this one, which runs
+    // the guest (a mask blocking it survives `execve`).
+    let unblocked = unblock_alarm();
     // A zero interval would disarm the timer instead of firing it.
-    if set_timer(timeout.max(Duration::from_micros(1))).is_err() {
-        ARMED.store(false, Ordering::Release);
-        return None;
+    match unblocked.and_then(|()| set_timer(timeout.max(Duration::from_micros(1)))) {
+        // An alarm someone else set (one can be inherited across `execve`)
+        // is put back, and this call gets the thread.
+        Ok(Some(previous)) => {
+            let _ = restore_timer(previous);
+            ARMED.store(false, Ordering::Release);
+            None
+        }
+        Ok(None) => Some(Guard { timer: true }),
+        Err(_) => {
+            ARMED.store(false, Ordering::Release);
+            None
+        }
     }
-    Some(Guard { timer: true })
+}
+
+/// The engine the handler serves: the first one asked for.
+fn timer_engine(engine: &Engine) -> &'static Engine {
+    let current = TIMER_ENGINE.load(Ordering::Acquire);
+    if !current.is_null() {
+        // SAFETY: set once below from a leaked Box, never freed.
+        return unsafe { &*current };
+    }
+    let ours = Box::into_raw(Box::new(engine.clone()));
+    match TIMER_ENGINE.compare_exchange(
+        std::ptr::null_mut(),
+        ours,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        // SAFETY: `ours` is now the leaked, never-freed value.
+        Ok(_) => unsafe { &*ours },
+        Err(theirs) => {
+            // SAFETY: `ours` was never shared; `theirs` is the leaked value.
+            drop(unsafe { Box::from_raw(ours) });
+            unsafe { &*theirs }
+        }
+    }
 }
 
 /// Runs in whichever thread the kernel delivers `SIGALRM` to, at any point
 /// of its code: only signal-safe work here.
 extern "C" fn on_alarm(_signal: libc::c_int) {
-    if let Some(engine) = TIMER_ENGINE.get() {
-        engine.increment_epoch();
+    let engine = TIMER_ENGINE.load(Ordering::Acquire);
+    if !engine.is_null() {
+        // SAFETY: a leaked, never-freed Engine (`timer_engine`).
+        unsafe { (*engine).increment_epoch() };
+    }
+}
+
+/// Unblocks `SIGALRM` in the calling thread.
+fn unblock_alarm() -> std::io::Result<()> {
+    // SAFETY: the set is initialised by sigemptyset before use; the old
+    // mask is not asked for.
+    let rc = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGALRM);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut())
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::from_raw_os_error(rc))
     }
 }
 
@@ -110,25 +168,38 @@ fn install_handler() -> bool {
     }
 }
 
-/// Arms (or, with zero, disarms) the process's one-shot real-time timer.
-fn set_timer(after: Duration) -> std::io::Result<()> {
-    let value = libc::timeval {
-        tv_sec: after.as_secs().min(i32::MAX as u64) as _,
-        tv_usec: after.subsec_micros() as _,
-    };
-    let timer = libc::itimerval {
+/// Arms (or, with zero, disarms) the process's one-shot real-time timer;
+/// the time left on a timer that was already armed, if one was.
+fn set_timer(after: Duration) -> std::io::Result<Option<libc::itimerval>> {
+    let mut previous = itimer(Duration::ZERO);
+    // SAFETY: both pointers are valid for the call.
+    if unsafe { libc::setitimer(libc::ITIMER_REAL, &itimer(after), &mut previous) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let left = previous.it_value;
+    Ok((left.tv_sec != 0 || left.tv_usec != 0).then_some(previous))
+}
+
+/// Puts back a timer `set_timer` replaced.
+fn restore_timer(previous: libc::itimerval) -> std::io::Result<()> {
+    // SAFETY: both pointers are valid for the call.
+    if unsafe { libc::setitimer(libc::ITIMER_REAL, &previous, std::ptr::null_mut()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn itimer(after: Duration) -> libc::itimerval {
+    libc::itimerval {
         it_interval: libc::timeval {
             tv_sec: 0,
             tv_usec: 0,
         },
-        it_value: value,
-    };
-    // SAFETY: both pointers are valid for the call (the old value is not
-    // asked for).
-    if unsafe { libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
+        it_value: libc::timeval {
+            tv_sec: after.as_secs().min(i32::MAX as u64) as _,
+            tv_usec: after.subsec_micros() as _,
+        },
     }
 }
 
