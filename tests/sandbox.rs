@@ -33,6 +33,12 @@ impl Scenario {
 
     /// [`Self::run`] with the host's log at `level`.
     fn run_logged(&self, module: &str, extra: &str, level: &str) -> Exec {
+        self.run_wrapped(module, extra, level, &[])
+    }
+
+    /// [`Self::run_logged`], the host started by `wrapper` (a command that
+    /// execs its last arguments).
+    fn run_wrapped(&self, module: &str, extra: &str, level: &str, wrapper: &[&str]) -> Exec {
         let config = self.ws.write(
             "host-config.yaml",
             format!(
@@ -42,6 +48,7 @@ impl Scenario {
             ),
         );
         let exec = Provider::new(host_binary(), &config)
+            .wrapped(wrapper)
             .env("AWS_SECRET_ACCESS_KEY", "node-secret-must-not-leak")
             .env("GRANTED_AND_DECLARED", "visible")
             .env("WCP_LOG", level)
@@ -108,6 +115,48 @@ fn the_exec_interrupts_a_spinning_guest_by_its_timer() {
         "{}",
         exec.stderr
     );
+}
+
+/// What the process that execs the host may hand down across `execve`:
+/// SIGALRM blocked, or ignored, or an alarm already pending. The spinning
+/// guest is stopped at its deadline all the same; a pending alarm is put
+/// back as it was and the call uses the deadline thread instead.
+#[test]
+fn a_spinning_guest_is_stopped_whatever_alarm_state_the_exec_inherits() {
+    for (setup, by) in [
+        (
+            "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])",
+            "timer",
+        ),
+        ("signal.signal(signal.SIGALRM, signal.SIG_IGN)", "timer"),
+        ("signal.setitimer(signal.ITIMER_REAL, 30)", "thread"),
+    ] {
+        let s = Scenario::new();
+        let code = format!("import os, signal, sys; {setup}; os.execv(sys.argv[1], sys.argv[1:])");
+        let exec = s.run_wrapped(
+            artifacts::INFINITE_LOOP,
+            "",
+            "debug",
+            &["python3", "-c", &code],
+        );
+        assert!(
+            !exec.success && exec.stdout.is_empty(),
+            "{setup}: {exec:#?}"
+        );
+        assert!(exec.elapsed >= DEADLINE, "{setup}: {:?}", exec.elapsed);
+        let armed = exec
+            .stderr
+            .lines()
+            .find(|l| l.contains("guest deadline armed"))
+            .unwrap_or_else(|| panic!("{setup}: {}", exec.stderr));
+        assert!(armed.contains(&format!("by=\"{by}\"")), "{setup}: {armed}");
+        let last = exec.stderr.lines().last().unwrap();
+        assert!(
+            last.contains("did not answer within its 2s deadline"),
+            "{setup}: {}",
+            exec.stderr
+        );
+    }
 }
 
 #[test]
