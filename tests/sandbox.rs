@@ -94,6 +94,25 @@ fn infinite_loop_is_interrupted_at_the_deadline() {
     report("infinite loop", &exec, &line);
 }
 
+/// Checks that a spinning guest's exec (logged at debug) failed cleanly at
+/// its deadline, its deadline armed `by` the timer or the thread.
+fn assert_stopped_at_deadline(exec: &Exec, by: &str, what: &str) {
+    assert!(!exec.success && exec.stdout.is_empty(), "{what}: {exec:#?}");
+    assert!(exec.elapsed >= DEADLINE, "{what}: {:?}", exec.elapsed);
+    let armed = exec
+        .stderr
+        .lines()
+        .find(|l| l.contains("guest deadline armed"))
+        .unwrap_or_else(|| panic!("{what}: {}", exec.stderr));
+    assert!(armed.contains(&format!("by=\"{by}\"")), "{what}: {armed}");
+    let last = exec.stderr.lines().last().unwrap();
+    assert!(
+        last.contains("did not answer within its 2s deadline"),
+        "{what}: {}",
+        exec.stderr
+    );
+}
+
 /// The exec's one call holds the process's interval timer
 /// (`host/src/runtime/deadline.rs`), not a sleeping thread: the path the
 /// kubelet's execs take is the one this checks.
@@ -101,20 +120,7 @@ fn infinite_loop_is_interrupted_at_the_deadline() {
 fn the_exec_interrupts_a_spinning_guest_by_its_timer() {
     let s = Scenario::new();
     let exec = s.run_logged(artifacts::INFINITE_LOOP, "", "debug");
-    assert!(!exec.success && exec.stdout.is_empty(), "{exec:#?}");
-    assert!(exec.elapsed >= DEADLINE);
-    let armed = exec
-        .stderr
-        .lines()
-        .find(|l| l.contains("guest deadline armed"))
-        .unwrap_or_else(|| panic!("{}", exec.stderr));
-    assert!(armed.contains("by=\"timer\""), "{armed}");
-    let last = exec.stderr.lines().last().unwrap();
-    assert!(
-        last.contains("did not answer within its 2s deadline"),
-        "{}",
-        exec.stderr
-    );
+    assert_stopped_at_deadline(&exec, "timer", "plain exec");
 }
 
 /// What the process that execs the host may hand down across `execve`:
@@ -133,29 +139,9 @@ fn a_spinning_guest_is_stopped_whatever_alarm_state_the_exec_inherits() {
     ] {
         let s = Scenario::new();
         let code = format!("import os, signal, sys; {setup}; os.execv(sys.argv[1], sys.argv[1:])");
-        let exec = s.run_wrapped(
-            artifacts::INFINITE_LOOP,
-            "",
-            "debug",
-            &["python3", "-c", &code],
-        );
-        assert!(
-            !exec.success && exec.stdout.is_empty(),
-            "{setup}: {exec:#?}"
-        );
-        assert!(exec.elapsed >= DEADLINE, "{setup}: {:?}", exec.elapsed);
-        let armed = exec
-            .stderr
-            .lines()
-            .find(|l| l.contains("guest deadline armed"))
-            .unwrap_or_else(|| panic!("{setup}: {}", exec.stderr));
-        assert!(armed.contains(&format!("by=\"{by}\"")), "{setup}: {armed}");
-        let last = exec.stderr.lines().last().unwrap();
-        assert!(
-            last.contains("did not answer within its 2s deadline"),
-            "{setup}: {}",
-            exec.stderr
-        );
+        let wrapper = ["python3", "-c", &code];
+        let exec = s.run_wrapped(artifacts::INFINITE_LOOP, "", "debug", &wrapper);
+        assert_stopped_at_deadline(&exec, by, setup);
     }
 }
 
