@@ -52,6 +52,21 @@ impl Identity {
         ])
     }
 
+    /// The same identity from a `stat` the caller made itself.
+    // The field types differ across targets; on some they are already u64.
+    #[allow(clippy::unnecessary_cast)]
+    pub fn of_stat(stat: &libc::stat) -> Self {
+        Self([
+            stat.st_dev as u64,
+            stat.st_ino as u64,
+            stat.st_size as u64,
+            stat.st_mtime as u64,
+            stat.st_mtime_nsec as u64,
+            stat.st_ctime as u64,
+            stat.st_ctime_nsec as u64,
+        ])
+    }
+
     pub fn bytes(&self) -> [u8; 56] {
         let mut out = [0u8; 56];
         for (i, n) in self.0.iter().enumerate() {

@@ -32,6 +32,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::stamp::Identity;
+
 const FILE: &str = "trust-roots.snapshot";
 const MAGIC: &[u8; 16] = b"wcp-roots-v1\0\0\0\0";
 /// A snapshot older than this is rebuilt even if the store looks unchanged.
@@ -122,35 +124,57 @@ fn fingerprint((file, dirs): &(Option<PathBuf>, Vec<PathBuf>)) -> ([u8; 32], boo
     let mut hasher = Sha256::new();
     let settled_at = SystemTime::now();
     let mut settled = true;
-    let mut stat = |path: &Path, meta: Option<std::fs::Metadata>| {
+    let mut stat = |path: &Path, identity: Option<Identity>| {
         use std::os::unix::ffi::OsStrExt;
         hasher.update((path.as_os_str().len() as u64).to_le_bytes());
         hasher.update(path.as_os_str().as_bytes());
-        match meta {
-            Some(m) => {
-                let identity = crate::stamp::Identity::of(&m);
+        match identity {
+            Some(identity) => {
                 settled &= identity.settled(settled_at);
                 hasher.update(identity.bytes());
             }
             None => hasher.update([0xff; 8]),
         }
     };
+    let identity = |path: &Path| std::fs::metadata(path).ok().map(|m| Identity::of(&m));
     if let Some(file) = file {
-        stat(file, std::fs::metadata(file).ok());
+        stat(file, identity(file));
     }
     for dir in dirs {
-        stat(dir, std::fs::metadata(dir).ok());
+        stat(dir, identity(dir));
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
         let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         names.sort();
+        // Each entry is stat'ed relative to the directory, symlinks
+        // followed: the same identity as by its full path, without
+        // resolving the directory's path ~290 times (about a third of
+        // the fingerprint's time on Debian's store).
+        let opened = std::fs::File::open(dir).ok();
         for path in names {
-            let meta = std::fs::metadata(&path).ok();
-            stat(&path, meta);
+            let at = opened
+                .as_ref()
+                .zip(path.file_name())
+                .and_then(|(dir, name)| identity_at(dir, name));
+            stat(&path, at.or_else(|| identity(&path)));
         }
     }
     (hasher.finalize().into(), settled)
+}
+
+/// The identity of `name` in the open directory `dir`, symlinks followed.
+fn identity_at(dir: &std::fs::File, name: &std::ffi::OsStr) -> Option<Identity> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(name.as_bytes()).ok()?;
+    // SAFETY: `stat` is plain data, filled by the call; the descriptor and
+    // the NUL-terminated name are valid for the call.
+    unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        (libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut stat, 0) == 0)
+            .then(|| Identity::of_stat(&stat))
+    }
 }
 
 /// Parses the OS store as `rustls-native-certs` loads it; a certificate
@@ -314,6 +338,21 @@ mod tests {
         std::fs::remove_file(dir.join("a.pem")).unwrap();
         assert_ne!(rewritten, fingerprint(&paths).0, "a removed entry");
         assert!(!fingerprint(&paths).1, "just changed: not settled");
+    }
+
+    #[test]
+    fn an_entry_stated_in_its_directory_has_the_identity_of_its_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("root.crt");
+        std::fs::write(&target, "x").unwrap();
+        std::os::unix::fs::symlink(&target, tmp.path().join("1234abcd.0")).unwrap();
+        let dir = std::fs::File::open(tmp.path()).unwrap();
+        for name in ["root.crt", "1234abcd.0"] {
+            let by_path = Identity::of(&std::fs::metadata(tmp.path().join(name)).unwrap());
+            let at = identity_at(&dir, std::ffi::OsStr::new(name)).unwrap();
+            assert_eq!(at, by_path, "{name}");
+        }
+        assert!(identity_at(&dir, std::ffi::OsStr::new("missing")).is_none());
     }
 
     #[test]
