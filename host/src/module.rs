@@ -59,9 +59,9 @@ impl VerifiedModule {
         if let Some(bytes) = self.bytes.get() {
             return Ok(bytes);
         }
-        let mut file = std::fs::File::open(&self.path)
-            .with_context(|| format!("cannot read module {}", self.path.display()))?;
-        let (bytes, _) = read_bounded_identified(&mut file)
+        let bytes = std::fs::File::open(&self.path)
+            .map_err(anyhow::Error::from)
+            .and_then(|mut file| read_whole(&mut file))
             .with_context(|| format!("cannot read module {}", self.path.display()))?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
         if sha256 != self.sha256 {
@@ -145,12 +145,13 @@ pub fn load_stamped(plugin: &PluginConfig, stamps: Option<&Stamps>) -> Result<Ve
         )
     };
     let mut file = std::fs::File::open(&plugin.module).with_context(cannot_read)?;
-    let opened = Identity::of(&file.metadata().with_context(cannot_read)?);
+    let metadata = file.metadata().with_context(cannot_read)?;
+    let opened = Identity::of(&metadata);
     let subject = Stamped::subject(&plugin.module);
     let stamped = stamps
         .and_then(|stamps| stamps.get(&subject, &opened))
         .and_then(|value| Stamped::decode(&value));
-    let module = match stamped {
+    Ok(match stamped {
         Some(Stamped {
             sha256,
             section: Some(section),
@@ -165,8 +166,7 @@ pub fn load_stamped(plugin: &PluginConfig, stamps: Option<&Stamps>) -> Result<Ve
             }
         }
         stamped => {
-            let (bytes, identity) = read_bounded_identified(&mut file).with_context(cannot_read)?;
-            let unchanged = identity == Some(opened);
+            let (bytes, unchanged) = read_open(&mut file, &metadata).with_context(cannot_read)?;
             // A stamp that holds the digest alone (the section was too
             // large for one) is not written again on every exec.
             let restamp = stamped.is_none();
@@ -197,8 +197,7 @@ pub fn load_stamped(plugin: &PluginConfig, stamps: Option<&Stamps>) -> Result<Ve
                 bytes: OnceLock::from(bytes),
             }
         }
-    };
-    Ok(module)
+    })
 }
 
 /// Refuses a module whose digest is not the one the config pins.
@@ -232,10 +231,9 @@ fn check_component(plugin: &PluginConfig, bytes: &[u8]) -> Result<()> {
     )
 }
 
-/// The bytes of the open `file` and, if it did not change while being
-/// read, its identity (the same before and after the read).
-fn read_bounded_identified(file: &mut std::fs::File) -> Result<(Vec<u8>, Option<Identity>)> {
-    let before = file.metadata()?;
+/// The bytes of the open `file`, whose metadata before the read is
+/// `before`, and whether its identity stayed the same while it was read.
+fn read_open(file: &mut std::fs::File, before: &std::fs::Metadata) -> Result<(Vec<u8>, bool)> {
     let len = before.len();
     if len > MAX_MODULE_BYTES {
         bail!("file is {len} bytes, more than the limit of {MAX_MODULE_BYTES}");
@@ -245,14 +243,22 @@ fn read_bounded_identified(file: &mut std::fs::File) -> Result<(Vec<u8>, Option<
     if bytes.len() as u64 > MAX_MODULE_BYTES {
         bail!("file grew past the limit of {MAX_MODULE_BYTES} bytes while being read");
     }
-    let (before, after) = (Identity::of(&before), Identity::of(&file.metadata()?));
-    Ok((bytes, (before == after).then_some(before)))
+    Ok((
+        bytes,
+        Identity::of(before) == Identity::of(&file.metadata()?),
+    ))
+}
+
+/// The bytes of the open `file`, bounded as a module's are.
+fn read_whole(file: &mut std::fs::File) -> Result<Vec<u8>> {
+    let before = file.metadata()?;
+    Ok(read_open(file, &before)?.0)
 }
 
 /// A file's bytes, bounded as a module's are (for `push`).
 #[cfg(feature = "oci")]
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>> {
-    Ok(read_bounded_identified(&mut std::fs::File::open(path)?)?.0)
+    read_whole(&mut std::fs::File::open(path)?)
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@
 //! so a file planted there by anyone who cannot read that key is refused
 //! and rebuilt. Any problem means "parse the OS store as before".
 
+use crate::stamp::Identity;
 use anyhow::{Context, Result, ensure};
 use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
 use hmac::{Hmac, Mac};
@@ -31,8 +32,6 @@ use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use crate::stamp::Identity;
 
 const FILE: &str = "trust-roots.snapshot";
 const MAGIC: &[u8; 16] = b"wcp-roots-v1\0\0\0\0";
@@ -153,11 +152,11 @@ fn fingerprint((file, dirs): &(Option<PathBuf>, Vec<PathBuf>)) -> ([u8; 32], boo
         // the fingerprint's time on Debian's store).
         let opened = std::fs::File::open(dir).ok();
         for path in names {
-            let at = opened
-                .as_ref()
-                .zip(path.file_name())
-                .and_then(|(dir, name)| identity_at(dir, name));
-            stat(&path, at.or_else(|| identity(&path)));
+            let entry = match (&opened, path.file_name()) {
+                (Some(dir), Some(name)) => identity_at(dir, name),
+                _ => identity(&path),
+            };
+            stat(&path, entry);
         }
     }
     (hasher.finalize().into(), settled)
