@@ -72,8 +72,26 @@ impl Setup {
         self.provider(&host_binary()).exec(request)
     }
 
-    fn runtime(&self, request: &RequestSpec) -> Exec {
-        self.provider(&runtime_binary()).exec(request)
+    /// The runtime run directly with no snapshot to read: the config
+    /// from the YAML alone, the reference the snapshot must agree with.
+    fn runtime_from_file(&self, request: &RequestSpec) -> Exec {
+        Provider::new(runtime_binary(), &self.config)
+            .env(
+                "WCP_RUNTIME_DIR",
+                &self.ws.path().join("no-snapshots").display().to_string(),
+            )
+            .exec(request)
+    }
+
+    /// The runtime run directly with debug logging: where its config
+    /// came from (`config_from` of its exec phases line).
+    fn runtime_config_from(&self, request: &RequestSpec) -> (Exec, String) {
+        let exec = self
+            .provider(&runtime_binary())
+            .env("WCP_LOG", "debug")
+            .exec(request);
+        let from = config_from(&exec);
+        (exec, from)
     }
 
     /// The front as a raw command (no log level inherited, stderr piped)
@@ -136,6 +154,22 @@ fn answer(exec: &Exec) -> support::strict::Accepted {
     accepted
 }
 
+/// Where the runtime of a debug-logged exec read its config from.
+fn config_from(exec: &Exec) -> String {
+    let line = exec
+        .stderr
+        .lines()
+        .find(|l| l.contains("exec phases"))
+        .unwrap_or_else(|| panic!("no exec phases line: {}", exec.stderr));
+    let value = line.split("config_from=").nth(1).expect("config_from");
+    value
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_matches('"')
+        .to_string()
+}
+
 fn assert_needed_the_runtime(exec: &Exec) {
     exec.assert_clean_failure(&format!("cannot run the runtime {NO_RUNTIME}"));
 }
@@ -166,9 +200,9 @@ fn hits_are_answered_by_the_front_exactly_as_the_runtime_answers_them() {
         for request in &requests {
             let calls = s.calls();
             let alone = s.front_alone(request);
-            // The runtime, run directly, is the reference: a hit there
-            // (no upstream call) is exactly a hit in the front.
-            let reference = s.runtime(request);
+            // The runtime, run directly from the YAML, is the reference:
+            // a hit there (no upstream call) is exactly a hit in the front.
+            let reference = s.runtime_from_file(request);
             let hit = s.calls() == calls;
             if hit {
                 assert_eq!(answer(&alone), answer(&reference), "{key_type} {request:?}");
@@ -209,6 +243,122 @@ fn an_edited_config_is_never_answered_from_the_old_snapshot() {
     std::fs::write(s.ws.path().join("new.yaml"), &text).unwrap();
     std::fs::rename(s.ws.path().join("new.yaml"), &s.config).unwrap();
     assert_needed_the_runtime(&s.front_alone(&request));
+}
+
+#[test]
+fn a_miss_runs_the_plugin_with_the_config_of_the_snapshot_and_only_while_it_is_current() {
+    let (s, _, _) = primed("Registry");
+    let puller = token("puller", "pod-1");
+    // A miss handed over by the front: the runtime reads the snapshot,
+    // not the YAML, and answers as the runtime reading the YAML does.
+    let miss = RequestSpec::new(V1, "b.registry.io/app").token(&puller);
+    let handed = s
+        .provider(&host_binary())
+        .env("WCP_LOG", "debug")
+        .exec(&miss);
+    assert_eq!(config_from(&handed), "snapshot", "{}", handed.stderr);
+    assert!(
+        handed.stderr.contains("reason=\"miss\""),
+        "{}",
+        handed.stderr
+    );
+    let calls = s.calls();
+    let reference = s.runtime_from_file(&RequestSpec::new(V1, "c.registry.io/app").token(&puller));
+    assert_eq!(s.calls(), calls + 1, "the reference was a miss too");
+    let (mut ours, mut theirs) = (answer(&handed), answer(&reference));
+    // Each miss got its own token from the counting server.
+    ours.auth.clear();
+    theirs.auth.clear();
+    assert_eq!(ours, theirs);
+    // Run directly, too.
+    let (direct, from) =
+        s.runtime_config_from(&RequestSpec::new(V1, "d.registry.io/app").token(&puller));
+    answer(&direct);
+    assert_eq!(from, "snapshot");
+    // An edit the snapshot predates: the YAML, at once, in either binary.
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let edited = text.replace("*.registry.io", "*.registry.xy");
+    std::fs::write(&s.config, &edited).unwrap();
+    let (direct, from) =
+        s.runtime_config_from(&RequestSpec::new(V1, "e.registry.io/app").token(&puller));
+    assert_eq!(from, "file");
+    assert!(answer(&direct).auth.is_empty(), "the edit applies");
+    assert!(
+        direct
+            .stderr
+            .contains("no usable config snapshot; parsing the config file"),
+        "{}",
+        direct.stderr
+    );
+    let handed = s
+        .provider(&host_binary())
+        .env("WCP_LOG", "debug")
+        .exec(&RequestSpec::new(V1, "f.registry.io/app").token(&puller));
+    assert_eq!(config_from(&handed), "file");
+    assert!(answer(&handed).auth.is_empty(), "the edit applies");
+}
+
+#[test]
+fn a_plugin_config_its_module_refuses_names_its_yaml_line_when_read_from_the_snapshot() {
+    let ws = Workspace::new();
+    let config = ws.config(&format!(
+        "  - name: pass\n    module: {}\n    matchImages: [\"*.registry.io\"]\n    config:\n      username: robot\n      cacheKeyType: Everywhere\n",
+        artifacts::PASSTHROUGH_PLUGIN
+    ));
+    settle();
+    let run_dir = ws.path().join("run");
+    let front = Provider::new(host_binary(), &config)
+        .env("WCP_RUNTIME_DIR", &run_dir.display().to_string())
+        .env("WCP_LOG", "debug");
+    let request = RequestSpec::new(V1, "a.registry.io/app").token(&token("puller", "pod-1"));
+    // The first exec parses the YAML (and writes the snapshot, the config
+    // itself being valid); the second reads the snapshot.
+    let mut lines = Vec::new();
+    for want_from in ["file", "snapshot"] {
+        let exec = front.exec(&request);
+        assert!(!exec.success && exec.stdout.is_empty(), "{exec:#?}");
+        assert_eq!(
+            config_from_or_none(&exec).as_deref(),
+            None,
+            "failed before its phases"
+        );
+        let error: Vec<&str> = exec
+            .stderr
+            .lines()
+            .filter(|l| !l.contains("DEBUG"))
+            .collect();
+        assert_eq!(error.len(), 1, "{}", exec.stderr);
+        let no_snapshot = exec.stderr.contains("no usable config snapshot");
+        assert_eq!(
+            no_snapshot,
+            want_from == "file",
+            "{want_from}: {}",
+            exec.stderr
+        );
+        lines.push(
+            error[0]
+                .split_once(" ERROR ")
+                .map_or(error[0], |(_, l)| l)
+                .to_string(),
+        );
+    }
+    // The same line both times: the key's path and the YAML line.
+    assert_eq!(lines[0], lines[1]);
+    assert!(
+        lines[0].contains("plugins[0].config.cacheKeyType: expected one of Image, Registry"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("at line 12 column"), "{}", lines[0]);
+    assert!(!lines[0].contains("Everywhere"), "{}", lines[0]);
+}
+
+/// [`config_from`] of an exec that may have failed before its phases line.
+fn config_from_or_none(exec: &Exec) -> Option<String> {
+    exec.stderr
+        .lines()
+        .any(|l| l.contains("exec phases"))
+        .then(|| config_from(exec))
 }
 
 /// A way to damage the snapshot, by name.
@@ -279,6 +429,10 @@ fn a_snapshot_in_any_doubt_is_not_read() {
     for (name, damage) in cases {
         damage();
         assert_needed_the_runtime(&s.front_alone(&request));
+        // The runtime run directly does not read it either.
+        let (direct, from) = s.runtime_config_from(&request);
+        answer(&direct);
+        assert_eq!(from, "file", "{name}");
         // With the runtime: answered as ever, and the snapshot written again.
         let answered = s.front(&request);
         answer(&answered);

@@ -6,15 +6,44 @@ use crate::stamp::Identity;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use wcp_core::capabilities::Declaration;
 use wcp_core::config::{ConfigSource, HostConfig, MAX_CONFIG_BYTES, PluginConfig, plugin_values};
 
-/// The text of the config this process loaded and the identity of the
-/// file it was read from, kept for [`check_plugin_config`] and the
-/// front's snapshot (a process loads one config).
-static LOADED: OnceLock<(String, Identity)> = OnceLock::new();
+/// The config this process loaded, kept for [`check_plugin_config`] and
+/// the front's snapshot (a process loads one config).
+static LOADED: OnceLock<Loaded> = OnceLock::new();
+
+struct Loaded {
+    path: PathBuf,
+    text: Text,
+    /// The identity of the config file the text is (or was made from).
+    identity: Identity,
+}
+
+enum Text {
+    /// The file's YAML, as read.
+    Yaml(String),
+    /// The JSON of its snapshot (`crate::config_snapshot`).
+    Snapshot(Vec<u8>),
+}
+
+/// Where an exec's config came from (for its debug log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    File,
+    Snapshot,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::File => "file",
+            Source::Snapshot => "snapshot",
+        }
+    }
+}
 
 /// Reads and validates the host config at `path`; relative paths in it
 /// are resolved against the file's directory. A file larger than
@@ -37,8 +66,36 @@ pub fn load(path: &Path) -> Result<HostConfig> {
         .with_context(cannot_read)?;
     let config = HostConfig::parse(&text, base_dir(path))
         .with_context(|| format!("invalid host config {}", path.display()))?;
-    let _ = LOADED.set((text, Identity::of(&meta)));
+    let _ = LOADED.set(Loaded {
+        path: path.to_path_buf(),
+        text: Text::Yaml(text),
+        identity: Identity::of(&meta),
+    });
     Ok(config)
+}
+
+/// The host config for a kubelet exec: from the config's snapshot when a
+/// usable one exists (the one the front reads: bound to this file's
+/// identity, in this user's private directory), which spares the YAML
+/// parse of every miss; from the file otherwise, exactly as [`load`].
+/// A snapshot validates with the same code as the file and exists only
+/// for a text whose JSON form validates to the same config, so either
+/// load gives the same config.
+pub fn load_for_exec(path: &Path) -> Result<(HostConfig, Source)> {
+    match crate::config_snapshot::load_with_text(path) {
+        Ok(snapshot) => {
+            let _ = LOADED.set(Loaded {
+                path: path.to_path_buf(),
+                text: Text::Snapshot(snapshot.json),
+                identity: snapshot.identity,
+            });
+            Ok((snapshot.config, Source::Snapshot))
+        }
+        Err(e) => {
+            tracing::debug!(error = %format!("{e:#}"), "no usable config snapshot; parsing the config file");
+            load(path).map(|config| (config, Source::File))
+        }
+    }
 }
 
 /// The directory relative paths in the config at `path` are resolved
@@ -47,9 +104,20 @@ pub fn base_dir(path: &Path) -> &Path {
     path.parent().unwrap_or_else(|| Path::new("."))
 }
 
-/// The text [`load`] parsed and the identity of its file, if it loaded one.
-pub fn loaded() -> Option<&'static (String, Identity)> {
-    LOADED.get()
+/// The YAML text [`load`] parsed and the identity of its file, if this
+/// process parsed one (not when its config came from a snapshot).
+pub fn loaded_text() -> Option<(&'static str, &'static Identity)> {
+    match LOADED.get()? {
+        Loaded {
+            text: Text::Yaml(text),
+            identity,
+            ..
+        } => Some((text, identity)),
+        Loaded {
+            text: Text::Snapshot(_),
+            ..
+        } => None,
+    }
 }
 
 /// Checks `plugin`'s config against its module's typed declaration, when
@@ -62,19 +130,40 @@ pub fn check_plugin_config(
     values: &BTreeMap<String, String>,
 ) -> Result<()> {
     let invalid = || format!("invalid config for plugin {:?}", plugin.name);
-    if let (Some((text, _)), Some(index)) = (
+    if let (Some(loaded), Some(index)) = (
         LOADED.get(),
         config.plugins.iter().position(|p| p.name == plugin.name),
     ) {
-        plugin_values::check_plugin_config(text, index, declaration)
-            .map_err(anyhow::Error::msg)
-            .with_context(invalid)?;
+        match &loaded.text {
+            Text::Yaml(text) => plugin_values::check_plugin_config(text, index, declaration),
+            Text::Snapshot(json) => {
+                plugin_values::check_plugin_config_json(json, index, declaration)
+                    .map_err(|e| text_error(&loaded.path, index, declaration).unwrap_or(e))
+            }
+        }
+        .map_err(anyhow::Error::msg)
+        .with_context(invalid)?;
     }
     plugin_values::check_resolved(declaration, values, |key| {
         matches!(plugin.config.get(key), Some(ConfigSource::Literal(_)))
     })
     .map_err(anyhow::Error::msg)
     .with_context(invalid)
+}
+
+/// The error of the YAML check of `plugins[index]` in the config file at
+/// `path`, read again: a snapshot's check failed, and the user is owed
+/// the line of the bad key, which only the text has. `None` if the file
+/// cannot be read or (edited since) now passes: the snapshot's error
+/// stands then.
+fn text_error(path: &Path, index: usize, declaration: &Declaration) -> Option<String> {
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .ok()?;
+    plugin_values::check_plugin_config(&text, index, declaration).err()
 }
 
 /// Every config value of `plugin`, read from its files and this process's

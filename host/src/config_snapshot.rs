@@ -1,7 +1,8 @@
-//! The host config as the front (`crate::front`) reads it on a cache hit:
-//! a snapshot of the config file's content as JSON
-//! (`wcp_core::config::snapshot`), bound to the identity of the file it
-//! was read from, in a directory of this user's.
+//! The host config as the front (`crate::front`) reads it on a cache hit,
+//! and the runtime on a miss (`crate::config_file::load_for_exec`, which
+//! spares each miss the YAML parse): a snapshot of the config file's
+//! content as JSON (`wcp_core::config::snapshot`), bound to the identity
+//! of the file it was read from, in a directory of this user's.
 //!
 //! Where: `$WCP_RUNTIME_DIR`, else `/run/wasm-credential-provider` for
 //! root (a tmpfs: nothing outlives a reboot), else
@@ -12,7 +13,9 @@
 //! Trust: the directory must be this user's and closed to others (0700)
 //! and the file this user's, 0600, not a symlink; otherwise it is not
 //! read. Whoever can write there is this user (root, on a node) and can
-//! already replace the host binary, so a MAC would add nothing; the
+//! already replace the host binary or edit the config file itself, so a
+//! MAC would add nothing, though the snapshot decides everything the file
+//! does (which module runs, with which grants and values); the
 //! identity check is what keeps a snapshot from outliving an edit: a
 //! snapshot is used only while the config file has the device, inode,
 //! size, mtime and ctime it had when the runtime parsed it, and is only
@@ -98,6 +101,20 @@ fn check_private_dir(dir: &Path) -> Result<()> {
 /// The config at `config_path`, from its snapshot, if a usable one
 /// exists; why not otherwise (for the debug log).
 pub fn load(config_path: &Path) -> Result<HostConfig> {
+    load_with_text(config_path).map(|snapshot| snapshot.config)
+}
+
+/// A usable snapshot: the config it validates to, its JSON text (for
+/// checks that walk the text, `crate::config_file::check_plugin_config`)
+/// and the identity of the config file it is bound to.
+pub struct Snapshot {
+    pub config: HostConfig,
+    pub json: Vec<u8>,
+    pub identity: Identity,
+}
+
+/// [`load`], keeping the snapshot's text.
+pub fn load_with_text(config_path: &Path) -> Result<Snapshot> {
     let dir = directory().context("no runtime directory for this user")?;
     check_private_dir(&dir)?;
     let named = ConfigPath::new(config_path)?;
@@ -120,12 +137,20 @@ pub fn load(config_path: &Path) -> Result<HostConfig> {
         .read_to_end(&mut bytes)?;
     let config_meta = std::fs::metadata(config_path)
         .with_context(|| format!("cannot read host config {}", config_path.display()))?;
-    let expected = named.header(&Identity::of(&config_meta));
+    let identity = Identity::of(&config_meta);
+    let expected = named.header(&identity);
     let Some(json) = bytes.strip_prefix(expected.as_bytes()) else {
         bail!("snapshot is of another version of the config file");
     };
-    wcp_core::config::snapshot::decode(json, crate::config_file::base_dir(config_path))
-        .map_err(|e| anyhow::anyhow!("snapshot does not validate: {e}"))
+    let config =
+        wcp_core::config::snapshot::decode(json, crate::config_file::base_dir(config_path))
+            .map_err(|e| anyhow::anyhow!("snapshot does not validate: {e}"))?;
+    bytes.drain(..expected.len());
+    Ok(Snapshot {
+        config,
+        json: bytes,
+        identity,
+    })
 }
 
 /// Writes the snapshot of the config this process loaded from
@@ -138,7 +163,7 @@ pub fn save(config_path: &Path) {
 }
 
 fn try_save(config_path: &Path) -> Result<()> {
-    let (text, identity) = crate::config_file::loaded().context("no config loaded")?;
+    let (text, identity) = crate::config_file::loaded_text().context("no config text loaded")?;
     ensure!(
         identity.settled(SystemTime::now()),
         "the config file changed too recently to be snapshotted"

@@ -31,11 +31,15 @@ pub fn serve(config_path: &Path) -> Result<()> {
         crate::secrets::register(token);
     }
     let t_request = Instant::now();
-    let config = crate::config_file::load(config_path)?;
-    if crate::budget::handoff_reason().as_deref() == Some(crate::front::NO_SNAPSHOT) {
-        // The front found no usable snapshot: the next exec's hit will.
-        crate::config_snapshot::save(config_path);
-    }
+    let (config, config_from) =
+        if crate::budget::handoff_reason().as_deref() == Some(crate::front::NO_SNAPSHOT) {
+            // The front found no usable snapshot: the next exec's hit will.
+            let config = crate::config_file::load(config_path)?;
+            crate::config_snapshot::save(config_path);
+            (config, crate::config_file::Source::File)
+        } else {
+            crate::config_file::load_for_exec(config_path)?
+        };
     let t_config = Instant::now();
     let response = respond(&config, config_path, &request);
     observe(&config, &request, response.as_ref().ok());
@@ -46,6 +50,7 @@ pub fn serve(config_path: &Path) -> Result<()> {
     tracing::debug!(
         request_us = us(t0, t_request),
         config_us = us(t_request, t_config),
+        config_from = config_from.as_str(),
         respond_us = us(t_config, t_respond),
         write_us = us(t_respond, Instant::now()),
         "exec phases"

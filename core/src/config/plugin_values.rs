@@ -28,6 +28,24 @@ pub fn check_plugin_config(
         .map_err(|e| e.to_string())
 }
 
+/// [`check_plugin_config`] over a config snapshot
+/// ([`super::snapshot`]) instead of the YAML text: the same keys and
+/// values (a snapshot exists only for a text whose JSON form validates to
+/// the same config, so every value in it is a string, as in the YAML), so
+/// it passes exactly when the YAML check does. Its error has no YAML line:
+/// a caller that wants the line checks the text for the message.
+pub fn check_plugin_config_json(
+    json: &[u8],
+    index: usize,
+    declaration: &Declaration,
+) -> Result<(), String> {
+    let seed = Top { index, declaration };
+    let mut de = serde_json::Deserializer::from_slice(json);
+    seed.deserialize(&mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| e.to_string())
+}
+
 /// Checks values resolved from `configFromFile`/`configFromEnv` (their keys
 /// were checked with the text). `literal` tells which keys were literal.
 pub fn check_resolved(
@@ -238,6 +256,47 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("line 13"), "{e}");
+    }
+
+    #[test]
+    fn the_snapshot_check_passes_and_fails_with_the_text_check() {
+        let d = Declaration::parse(DECLARATION.as_bytes()).unwrap();
+        let base = std::path::Path::new("/etc/wcp");
+        let cases = [
+            (
+                "    config:\n      preset: jfrog\n      answer.password: /token\n    configFromFile:\n      endpoint: /etc/e\n",
+                true,
+            ),
+            (
+                "    config:\n      preset: jfrog\n      answer.password: token\n",
+                false,
+            ),
+            ("    configFromEnv:\n      endpiont: E\n", false),
+            (
+                "    configFromFile:\n      endpoint: /etc/e\n    config: {}\n",
+                true,
+            ),
+        ];
+        for (plugin_b, good) in cases {
+            // plugins[0]'s numeric value has no JSON form the config
+            // accepts: the snapshot is made of plugin b alone.
+            let text = format!(
+                "apiVersion: wasm-credential-provider.io/v1alpha1\nkind: CredentialProviderHostConfig\nplugins:\n  - name: b\n    module: b.wasm\n    matchImages: [y]\n{plugin_b}"
+            );
+            let json = super::super::snapshot::encode(&text, base).expect("a snapshot");
+            let from_text = check_plugin_config(&text, 0, &d);
+            let from_json = check_plugin_config_json(&json, 0, &d);
+            assert_eq!(from_text.is_ok(), good, "{plugin_b}: {from_text:?}");
+            assert_eq!(from_json.is_ok(), good, "{plugin_b}: {from_json:?}");
+            if let (Err(t), Err(j)) = (&from_text, &from_json) {
+                // The same problem; only the text's error has its path
+                // and the line a user would look at.
+                let problem = |e: &str| e.split(" at line ").next().unwrap().to_string();
+                assert!(problem(t).ends_with(&problem(j)), "{t} / {j}");
+                assert!(!j.contains("token\""), "{j}");
+            }
+        }
+        assert!(check_plugin_config_json(b"{} trailing", 0, &d).is_err());
     }
 
     #[test]
