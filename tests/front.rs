@@ -361,6 +361,80 @@ fn config_from_or_none(exec: &Exec) -> Option<String> {
         .then(|| config_from(exec))
 }
 
+/// Drops `path` from the page cache; whether its first page is now out
+/// (a file system that keeps everything in memory, tmpfs, cannot). Asked
+/// with `mincore`, which starts no readahead (a `RWF_NOWAIT` read would).
+fn evict(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).unwrap();
+    file.sync_all().unwrap();
+    // SAFETY: advice on an open descriptor; a one-page read-only shared
+    // mapping of it, asked about and unmapped, never touched.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+        let page = libc::sysconf(libc::_SC_PAGESIZE) as usize;
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            page,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(map, libc::MAP_FAILED);
+        let mut resident = [0u8; 1];
+        assert_eq!(libc::mincore(map, page, resident.as_mut_ptr()), 0);
+        libc::munmap(map, page);
+        resident[0] & 1 == 0
+    }
+}
+
+#[test]
+fn an_evicted_runtime_and_artifact_are_read_in_one_pass_and_a_warm_exec_reads_nothing() {
+    let (s, _, _) = primed("Registry");
+    // The runtime's own copy: no other test's exec keeps it mapped (a
+    // mapped page cannot be dropped).
+    let runtime = s.ws.path().join("wasm-credential-provider-runtime");
+    std::fs::copy(runtime_binary(), &runtime).unwrap();
+    let artifact = std::fs::read_dir(s.ws.cache_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .expect("the primed exec compiled an artifact");
+    let front = s
+        .provider(&host_binary())
+        .env("WCP_RUNTIME", &runtime.display().to_string())
+        .env("WCP_LOG", "debug");
+    let puller = token("puller", "pod-1");
+    let binary_line = "runtime was not in the page cache; read it in one pass";
+    let artifact_line = "artifact was not in the page cache; read it in one pass";
+    // A miss once the artifact is old enough to be stamped: later execs
+    // map it without reading it for its MAC first.
+    settle();
+    answer(&front.exec(&RequestSpec::new(V1, "z.registry.io/app").token(&puller)));
+    let evicted = evict(&runtime) & evict(&artifact);
+    let cold = front.exec(&RequestSpec::new(V1, "b.registry.io/app").token(&puller));
+    assert!(cold.stderr.contains("mac=\"stamp\""), "{}", cold.stderr);
+    answer(&cold);
+    if evicted {
+        let size = std::fs::metadata(&runtime).unwrap().len();
+        assert!(
+            cold.stderr
+                .lines()
+                .any(|l| l.contains(binary_line) && l.contains(&format!("bytes={size}"))),
+            "{}",
+            cold.stderr
+        );
+        assert!(cold.stderr.contains(artifact_line), "{}", cold.stderr);
+    } else {
+        eprintln!("this file system keeps files in memory: only the warm case is checked");
+    }
+    let warm = front.exec(&RequestSpec::new(V1, "c.registry.io/app").token(&puller));
+    answer(&warm);
+    assert!(!warm.stderr.contains(binary_line), "{}", warm.stderr);
+    assert!(!warm.stderr.contains(artifact_line), "{}", warm.stderr);
+}
+
 /// A way to damage the snapshot, by name.
 type Damage<'a> = (&'a str, Box<dyn Fn() + 'a>);
 

@@ -381,6 +381,14 @@ impl Verified {
     fn deserialize(&self, engine: &Engine) -> Result<Component> {
         use std::os::fd::AsRawFd;
         let path = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+        // After a long idle: one sequential read, not a fault per piece.
+        let fill = crate::page_cache::fill_if_evicted(&self.file);
+        if let crate::page_cache::Fill::Read(bytes) = fill {
+            tracing::debug!(
+                bytes,
+                "artifact was not in the page cache; read it in one pass"
+            );
+        }
         let component = if std::path::Path::new(&path).exists() {
             // SAFETY: the file holds code produced by
             // `Engine::precompile_component` of this host for this engine

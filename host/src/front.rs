@@ -206,12 +206,31 @@ fn exec_runtime(
     if let Some(input) = input {
         command.stdin(request_file(input)?);
     }
+    fill_page_cache(&runtime);
     tracing::debug!(reason = handoff.reason(), "handing over to the runtime");
     let err = command.exec();
     bail!(
         "cannot run the runtime {} (installed beside this binary): {err}",
         runtime.display()
     )
+}
+
+/// Reads the runtime into the page cache in one pass if it was evicted
+/// (`crate::page_cache`): after a long idle, `execve` would otherwise
+/// fault its megabytes in piece by piece. A warm exec pays one probe.
+fn fill_page_cache(runtime: &Path) {
+    let started = Instant::now();
+    let Ok(file) = std::fs::File::open(runtime) else {
+        return; // The exec reports it.
+    };
+    let fill = crate::page_cache::fill_if_evicted(&file);
+    if let crate::page_cache::Fill::Read(bytes) = fill {
+        tracing::debug!(
+            bytes,
+            us = started.elapsed().as_micros() as u64,
+            "runtime was not in the page cache; read it in one pass"
+        );
+    }
 }
 
 /// Where the runtime is: `$WCP_RUNTIME`, else beside this binary.

@@ -26,6 +26,7 @@ mod metrics;
 mod module;
 #[cfg(feature = "oci")]
 mod oci;
+mod page_cache;
 mod process_start;
 /// For `c_main!`, which the binaries expand: not an API.
 #[doc(hidden)]
