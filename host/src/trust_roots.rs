@@ -76,11 +76,23 @@ impl CacheStore {
 /// The OS trust anchors, from the snapshot in `cache` when it is valid for
 /// the store as it is now, else parsed (and the snapshot rewritten).
 pub fn os_roots(cache: Option<&CacheStore>) -> (Vec<TrustAnchor<'static>>, Source) {
-    let (fingerprint, settled) = fingerprint(&paths());
+    let started = std::time::Instant::now();
+    let paths = paths();
+    let probed = started.elapsed();
+    let (fingerprint, settled) = fingerprint(&paths);
+    let fingerprinted = started.elapsed();
     let key = cache.and_then(|c| c.key);
     if let (Some(cache), Some(key)) = (cache, key.as_ref()) {
         match read(cache, key, &fingerprint) {
-            Ok(Some(anchors)) => return (anchors, Source::Snapshot),
+            Ok(Some(anchors)) => {
+                tracing::debug!(
+                    probe_us = probed.as_micros() as u64,
+                    fingerprint_us = (fingerprinted - probed).as_micros() as u64,
+                    read_us = (started.elapsed() - fingerprinted).as_micros() as u64,
+                    "trust-roots snapshot phases"
+                );
+                return (anchors, Source::Snapshot);
+            }
             Ok(None) => {}
             Err(e) => tracing::debug!(error = %format!("{e:#}"), "trust-roots snapshot refused"),
         }
@@ -144,19 +156,27 @@ fn fingerprint((file, dirs): &(Option<PathBuf>, Vec<PathBuf>)) -> ([u8; 32], boo
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
-        let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        names.sort();
+        // Sorted by name as bytes: the order of their paths (one directory,
+        // one component each), without comparing ~290 paths component by
+        // component (a sixth of the fingerprint's time).
+        let mut names: Vec<std::ffi::OsString> = entries
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        names.sort_unstable_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
         // Each entry is stat'ed relative to the directory, symlinks
         // followed: the same identity as by its full path, without
         // resolving the directory's path ~290 times (about a third of
         // the fingerprint's time on Debian's store).
         let opened = std::fs::File::open(dir).ok();
-        for path in names {
-            let entry = match (&opened, path.file_name()) {
-                (Some(dir), Some(name)) => identity_at(dir, name),
-                _ => identity(&path),
+        let mut path = dir.clone();
+        for name in names {
+            path.push(&name);
+            let entry = match &opened {
+                Some(dir) => identity_at(dir, &name),
+                None => identity(&path),
             };
             stat(&path, entry);
+            path.pop();
         }
     }
     (hasher.finalize().into(), settled)
