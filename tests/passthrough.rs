@@ -39,8 +39,14 @@ fn the_token_is_the_password_cached_per_token() {
         let auth = &resp.auth["harbor.example.com"];
         assert_eq!(auth.username, "robot$team+puller");
         assert_eq!(auth.password, token);
-        // The token expires far ahead: the plugin's maxDuration (12h) bounds it.
-        assert_eq!(resp.cache_duration.as_deref(), Some("12h0m0s"));
+        // The token expires far ahead: the plugin's maxDuration (12h) bounds
+        // it. The repeat is a hit: what is left, a second less if a second
+        // boundary passed since the first exec stored it.
+        let duration = resp.cache_duration.as_deref();
+        assert!(
+            duration == Some("12h0m0s") || (nonce == "pod-1" && duration == Some("11h59m59s")),
+            "{duration:?}"
+        );
         assert!(!exec.stderr.contains(&token), "{}", exec.stderr);
     }
     // Without a token: one line naming the settings.

@@ -229,11 +229,13 @@ fn seed_cache(ws: &Workspace) {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if name == "host.key" || (name.starts_with(&built.sha256) && name.ends_with(".cwasm")) {
+            // A copy, not a hard link: every link to one inode changes its
+            // ctime, and the host refuses an artifact whose identity
+            // changes while it loads it (tests seeding in parallel would
+            // make each other's first exec wait and load again).
             let to = cache.join(&name);
-            if std::fs::hard_link(&path, &to).is_err() {
-                std::fs::copy(&path, &to).unwrap();
-                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
-            }
+            std::fs::copy(&path, &to).unwrap();
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
     }
 }

@@ -236,6 +236,16 @@ impl<'a> ArtifactStore<'a> {
             Err(e) => return Err(e.into()),
         }
         let file = self.dir.open(&name)?.into_std();
+        // After a long idle: one sequential read, not a fault per piece
+        // when wasmtime maps it (nor a read per block for its MAC). Before
+        // the identity is taken, so that the file's checks and its load
+        // stay as close together as they were.
+        if let crate::page_cache::Fill::Read(bytes) = crate::page_cache::fill_if_evicted(&file) {
+            tracing::debug!(
+                bytes,
+                "artifact was not in the page cache; read it in one pass"
+            );
+        }
         // Every check below is of this open file, not of the name.
         let meta = file.metadata()?;
         ensure!(meta.is_file(), "artifact is not a regular file");
@@ -381,14 +391,6 @@ impl Verified {
     fn deserialize(&self, engine: &Engine) -> Result<Component> {
         use std::os::fd::AsRawFd;
         let path = format!("/proc/self/fd/{}", self.file.as_raw_fd());
-        // After a long idle: one sequential read, not a fault per piece.
-        let fill = crate::page_cache::fill_if_evicted(&self.file);
-        if let crate::page_cache::Fill::Read(bytes) = fill {
-            tracing::debug!(
-                bytes,
-                "artifact was not in the page cache; read it in one pass"
-            );
-        }
         let component = if std::path::Path::new(&path).exists() {
             // SAFETY: the file holds code produced by
             // `Engine::precompile_component` of this host for this engine

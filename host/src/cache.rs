@@ -3,9 +3,13 @@
 //! One file per entry (`<id>.entry`, see `wcp_core::cache_entry`), in a
 //! directory owned by the host's user with mode 0700, files 0600, opened
 //! through cap-std so that no entry name can reach outside it. Writes are
-//! atomic (temp file, fsync, rename); anything unreadable, corrupted,
+//! atomic (temp file, rename); anything unreadable, corrupted,
 //! foreign or owned by someone else is ignored and replaced, never failing
-//! a request. Concurrent execs needing the same registry take a per-flight
+//! a request. Writes are not fsynced: an entry is only worth one plugin
+//! call, and one torn or lost by a crash (at worst an empty file, which
+//! does not decode) is ignored like any other. An fsync would sit on the
+//! kubelet's exec path, behind the journal commits of whatever the node is
+//! writing (image layers, during pulls). Concurrent execs needing the same registry take a per-flight
 //! lock file so that one calls the provider and the others read its answer.
 
 use anyhow::{Context, Result, bail};
@@ -13,7 +17,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use wcp_core::cache_entry::Entry;
 use wcp_core::cache_key::entry_id;
@@ -33,7 +37,6 @@ const STALE_TMP: Duration = Duration::from_secs(600);
 /// An open cache directory.
 pub struct CacheStore {
     dir: Dir,
-    path: PathBuf,
     uid: u32,
     max_entries: usize,
     /// The host key (`crate::artifact::host_key`), read once per process:
@@ -74,7 +77,6 @@ impl CacheStore {
         }
         Ok(Self {
             dir,
-            path: path.to_path_buf(),
             uid,
             max_entries,
             host_key: std::sync::OnceLock::new(),
@@ -175,8 +177,8 @@ impl CacheStore {
         self.write_atomic(&format!("{flight}{FAILURE_SUFFIX}"), &failure.encode(), now)
     }
 
-    /// Writes `name` whole or not at all: temp file (0600), fsync, rename,
-    /// directory fsync.
+    /// Writes `name` whole or not at all: temp file (0600), rename; not
+    /// durable (the module doc says why).
     fn write_atomic(&self, name: &str, bytes: &[u8], now: u64) -> Result<()> {
         let tmp = format!(".{name}.{}.{}{TMP_SUFFIX}", std::process::id(), now);
         let mut options = OpenOptions::new();
@@ -185,8 +187,7 @@ impl CacheStore {
             .dir
             .open_with(&tmp, &options)
             .context("cannot create cache temp file")?;
-        let written = file.write_all(bytes).and_then(|()| file.sync_all());
-        if let Err(e) = written {
+        if let Err(e) = file.write_all(bytes) {
             let _ = self.dir.remove_file(&tmp);
             return Err(e).context("cannot write cache entry");
         }
@@ -194,10 +195,6 @@ impl CacheStore {
         self.dir
             .rename(&tmp, &self.dir, name)
             .context("cannot publish cache entry")?;
-        // Make the rename durable before anyone relies on it.
-        if let Ok(dir) = std::fs::File::open(&self.path) {
-            let _ = dir.sync_all();
-        }
         Ok(())
     }
 
