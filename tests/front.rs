@@ -435,6 +435,23 @@ fn an_evicted_runtime_and_artifact_are_read_in_one_pass_and_a_warm_exec_reads_no
     assert!(!warm.stderr.contains(artifact_line), "{}", warm.stderr);
 }
 
+#[test]
+fn a_fifo_or_a_directory_in_the_runtimes_place_fails_with_one_line_and_never_hangs() {
+    let (s, _, _) = primed("Registry");
+    let fifo = s.ws.path().join("fifo-runtime");
+    let path = std::ffi::CString::new(fifo.display().to_string()).unwrap();
+    // SAFETY: a NUL-terminated path, a plain mode.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o755) }, 0);
+    for runtime in [fifo.clone(), s.ws.path().to_path_buf()] {
+        let exec = s
+            .provider(&host_binary())
+            .env("WCP_RUNTIME", &runtime.display().to_string())
+            .exec(&RequestSpec::new(V1, "q.registry.io/app").token(&token("puller", "pod-1")));
+        assert!(!exec.killed, "{} held the exec", runtime.display());
+        exec.assert_clean_failure("cannot run the runtime");
+    }
+}
+
 /// A way to damage the snapshot, by name.
 type Damage<'a> = (&'a str, Box<dyn Fn() + 'a>);
 

@@ -220,7 +220,14 @@ fn exec_runtime(
 /// fault its megabytes in piece by piece. A warm exec pays one probe.
 fn fill_page_cache(runtime: &Path) {
     let started = Instant::now();
-    let Ok(file) = std::fs::File::open(runtime) else {
+    // Non-blocking: a FIFO in the runtime's place must not hold the exec
+    // at `open` (the exec then refuses it).
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(runtime)
+    else {
         return; // The exec reports it.
     };
     let fill = crate::page_cache::fill_if_evicted(&file);
