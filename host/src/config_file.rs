@@ -18,13 +18,12 @@ static LOADED: OnceLock<Loaded> = OnceLock::new();
 struct Loaded {
     path: PathBuf,
     text: Text,
-    /// The identity of the config file the text is (or was made from).
-    identity: Identity,
 }
 
 enum Text {
-    /// The file's YAML, as read.
-    Yaml(String),
+    /// The file's YAML, as read, and the identity of the file it was read
+    /// from (for the snapshot made of it).
+    Yaml(String, Identity),
     /// The JSON of its snapshot (`crate::config_snapshot`).
     Snapshot(Vec<u8>),
 }
@@ -59,19 +58,22 @@ pub fn load(path: &Path) -> Result<HostConfig> {
             path.display()
         );
     }
-    let mut text = String::new();
-    (&mut file)
-        .take(MAX_CONFIG_BYTES + 1)
-        .read_to_string(&mut text)
-        .with_context(cannot_read)?;
+    let text = read_text(&mut file).with_context(cannot_read)?;
     let config = HostConfig::parse(&text, base_dir(path))
         .with_context(|| format!("invalid host config {}", path.display()))?;
     let _ = LOADED.set(Loaded {
         path: path.to_path_buf(),
-        text: Text::Yaml(text),
-        identity: Identity::of(&meta),
+        text: Text::Yaml(text, Identity::of(&meta)),
     });
     Ok(config)
+}
+
+/// The text of an open config file, at most [`MAX_CONFIG_BYTES`] (and one
+/// more, for the parse to refuse).
+fn read_text(file: &mut std::fs::File) -> std::io::Result<String> {
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// The host config for a kubelet exec: from the config's snapshot when a
@@ -87,7 +89,6 @@ pub fn load_for_exec(path: &Path) -> Result<(HostConfig, Source)> {
             let _ = LOADED.set(Loaded {
                 path: path.to_path_buf(),
                 text: Text::Snapshot(snapshot.json),
-                identity: snapshot.identity,
             });
             Ok((snapshot.config, Source::Snapshot))
         }
@@ -107,16 +108,9 @@ pub fn base_dir(path: &Path) -> &Path {
 /// The YAML text [`load`] parsed and the identity of its file, if this
 /// process parsed one (not when its config came from a snapshot).
 pub fn loaded_text() -> Option<(&'static str, &'static Identity)> {
-    match LOADED.get()? {
-        Loaded {
-            text: Text::Yaml(text),
-            identity,
-            ..
-        } => Some((text, identity)),
-        Loaded {
-            text: Text::Snapshot(_),
-            ..
-        } => None,
+    match &LOADED.get()?.text {
+        Text::Yaml(text, identity) => Some((text, identity)),
+        Text::Snapshot(_) => None,
     }
 }
 
@@ -135,7 +129,7 @@ pub fn check_plugin_config(
         config.plugins.iter().position(|p| p.name == plugin.name),
     ) {
         match &loaded.text {
-            Text::Yaml(text) => plugin_values::check_plugin_config(text, index, declaration),
+            Text::Yaml(text, _) => plugin_values::check_plugin_config(text, index, declaration),
             Text::Snapshot(json) => {
                 plugin_values::check_plugin_config_json(json, index, declaration)
                     .map_err(|e| text_error(&loaded.path, index, declaration).unwrap_or(e))
@@ -157,12 +151,7 @@ pub fn check_plugin_config(
 /// cannot be read or (edited since) now passes: the snapshot's error
 /// stands then.
 fn text_error(path: &Path, index: usize, declaration: &Declaration) -> Option<String> {
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .ok()?
-        .take(MAX_CONFIG_BYTES + 1)
-        .read_to_string(&mut text)
-        .ok()?;
+    let text = read_text(&mut std::fs::File::open(path).ok()?).ok()?;
     plugin_values::check_plugin_config(&text, index, declaration).err()
 }
 

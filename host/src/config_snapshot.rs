@@ -104,13 +104,11 @@ pub fn load(config_path: &Path) -> Result<HostConfig> {
     load_with_text(config_path).map(|snapshot| snapshot.config)
 }
 
-/// A usable snapshot: the config it validates to, its JSON text (for
-/// checks that walk the text, `crate::config_file::check_plugin_config`)
-/// and the identity of the config file it is bound to.
+/// A usable snapshot: the config it validates to and its JSON text (for
+/// checks that walk the text, `crate::config_file::check_plugin_config`).
 pub struct Snapshot {
     pub config: HostConfig,
     pub json: Vec<u8>,
-    pub identity: Identity,
 }
 
 /// [`load`], keeping the snapshot's text.
@@ -137,8 +135,7 @@ pub fn load_with_text(config_path: &Path) -> Result<Snapshot> {
         .read_to_end(&mut bytes)?;
     let config_meta = std::fs::metadata(config_path)
         .with_context(|| format!("cannot read host config {}", config_path.display()))?;
-    let identity = Identity::of(&config_meta);
-    let expected = named.header(&identity);
+    let expected = named.header(&Identity::of(&config_meta));
     let Some(json) = bytes.strip_prefix(expected.as_bytes()) else {
         bail!("snapshot is of another version of the config file");
     };
@@ -149,7 +146,6 @@ pub fn load_with_text(config_path: &Path) -> Result<Snapshot> {
     Ok(Snapshot {
         config,
         json: bytes,
-        identity,
     })
 }
 
