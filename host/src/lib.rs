@@ -17,6 +17,7 @@ mod declaration_section;
 mod events;
 mod exec;
 pub mod front;
+pub mod heap;
 mod imports;
 mod inspect;
 mod install;

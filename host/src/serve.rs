@@ -79,6 +79,8 @@ pub struct Host<'a> {
 
 impl<'a> Host<'a> {
     pub fn new(config: &'a HostConfig, config_path: &'a Path) -> Self {
+        // What this exec records is counted only if `observe` will flush it.
+        crate::metrics::keep_counts(config.metrics_textfile_directory.is_some());
         Self {
             config,
             config_path,

@@ -15,7 +15,9 @@
 wasm_credential_provider::c_main!(wasm_credential_provider::cli::main);
 
 /// The node's static musl build allocates with dlmalloc, not musl's
-/// mallocng: host/Cargo.toml has the measurements.
+/// mallocng (host/Cargo.toml has the measurements), over heap segments
+/// mapped populated (`wasm_credential_provider::heap` says why).
 #[cfg(target_env = "musl")]
 #[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+static ALLOCATOR: wasm_credential_provider::heap::Heap =
+    wasm_credential_provider::heap::Heap::new();
