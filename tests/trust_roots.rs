@@ -11,6 +11,13 @@ use wcp_test_artifacts as artifacts;
 
 const SNAPSHOT: &str = "trust-roots.snapshot";
 
+enum Layout {
+    /// The root as a plain file in the directory.
+    Files,
+    /// The root behind two symlinks, the last one out of the directory.
+    Debian,
+}
+
 struct Store {
     ws: Workspace,
     certs: std::path::PathBuf,
@@ -22,11 +29,27 @@ impl Store {
     /// A server whose CA is trusted only through the fake OS store (no
     /// `tls.caBundle`), and a plugin that fetches from it.
     fn new() -> Self {
+        Self::with_layout(Layout::Files)
+    }
+
+    fn with_layout(layout: Layout) -> Self {
         let ws = Workspace::new();
         let ca = TestCa::new();
         let certs = ws.path().join("os-certs");
         std::fs::create_dir(&certs).unwrap();
-        std::fs::write(certs.join("test-ca.pem"), &ca.ca_pem).unwrap();
+        match layout {
+            Layout::Files => std::fs::write(certs.join("test-ca.pem"), &ca.ca_pem).unwrap(),
+            // As Debian's `update-ca-certificates` leaves it: a hash link
+            // to a readable name, itself a link to the file elsewhere.
+            Layout::Debian => {
+                let shared = ws.path().join("share").join("ca-certificates");
+                std::fs::create_dir_all(&shared).unwrap();
+                std::fs::write(shared.join("Test_CA.crt"), &ca.ca_pem).unwrap();
+                std::os::unix::fs::symlink(shared.join("Test_CA.crt"), certs.join("Test_CA.pem"))
+                    .unwrap();
+                std::os::unix::fs::symlink("Test_CA.pem", certs.join("1a2b3c4d.0")).unwrap();
+            }
+        }
         let server = TestServer::https(&ca, |_| Reply::text(200, "secret-from-server"));
         let config = ws.write(
             "host-config.yaml",
@@ -121,6 +144,30 @@ fn the_os_store_is_parsed_once_and_a_removed_root_is_distrusted_at_once() {
         2,
         "no request past a failed handshake"
     );
+}
+
+/// The check behind a snapshot stats the files the links reach, not the
+/// links (`trust_roots::Link`): a root rewritten where it lies, with
+/// nothing in the certificate directory touched, is distrusted at once.
+#[test]
+fn a_root_rewritten_behind_its_symlinks_is_distrusted_at_once() {
+    let s = Store::with_layout(Layout::Debian);
+    let first = s.exec();
+    answered(&first);
+    assert_eq!(source(&first), "parsed");
+    let second = s.exec();
+    answered(&second);
+    assert_eq!(source(&second), "snapshot", "{}", second.stderr);
+    assert!(second.stderr.contains("links=1"), "{}", second.stderr);
+
+    // Another CA's certificate written over the file, in place.
+    let target = s.ws.path().join("share/ca-certificates/Test_CA.crt");
+    std::fs::write(&target, TestCa::new().ca_pem).unwrap();
+    let third = s.exec();
+    assert!(!third.success);
+    assert_eq!(source(&third), "parsed", "{}", third.stderr);
+    s.exec_at("warn").assert_clean_failure("tls");
+    assert_eq!(s.server.seen().len(), 2);
 }
 
 #[test]
