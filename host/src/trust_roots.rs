@@ -14,9 +14,11 @@
 //! entry in it and, for a symlink out of the directory, the file it
 //! reaches): device, inode, size, mtime and ctime. Removing, adding or
 //! rewriting any of them changes it (ctime cannot be set back by a file's
-//! writer). Symlinks themselves are covered by their directory's listing
-//! and times, and their targets are recorded in the snapshot (`links`), so
-//! the check stats files rather than resolving ~290 links. A snapshot is
+//! writer). A symlink is covered by its own `lstat` identity and its
+//! directory's, and its target is recorded in the snapshot (`links`), so
+//! the check stats files rather than resolving ~290 links. Anything that
+//! keeps the check from knowing a link's target (an unreadable link, a
+//! file mounted over one) means no snapshot is made. A snapshot is
 //! also never used past `MAX_AGE`.
 //!
 //! Trust: the snapshot decides which servers the plugins' HTTPS trusts, so
@@ -36,7 +38,6 @@ use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::DirEntryExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -91,7 +92,8 @@ pub fn os_roots(cache: Option<&CacheStore>) -> (Vec<TrustAnchor<'static>>, Sourc
         match read(cache, key) {
             Ok(Some(snapshot)) => {
                 let read = started.elapsed();
-                let fresh = fingerprint(&paths, &snapshot.links).0 == snapshot.fingerprint;
+                let fresh = fingerprint(&paths, &snapshot.links, SystemTime::now()).0
+                    == snapshot.fingerprint;
                 tracing::debug!(
                     probe_us = probed.as_micros() as u64,
                     read_us = (read - probed).as_micros() as u64,
@@ -109,8 +111,10 @@ pub fn os_roots(cache: Option<&CacheStore>) -> (Vec<TrustAnchor<'static>>, Sourc
         }
     }
     // Taken before the parse, so that a change during it shows next time.
-    let links = links(&paths);
-    let (fingerprint, settled) = fingerprint(&paths, &links);
+    let settled_at = SystemTime::now();
+    let (links, complete) = links(&paths);
+    let (fingerprint, settled) = fingerprint(&paths, &links, settled_at);
+    let settled = settled && complete;
     let anchors = parse();
     // A store changed within the kernel's timestamp tick could change again
     // without changing its fingerprint: snapshot it only once settled
@@ -156,27 +160,40 @@ struct Link {
 }
 
 /// The links that point out of their directory, read once when the
-/// snapshot is made (a `readlink` each) and kept in it.
+/// snapshot is made (a `readlink` each) and kept in it, and whether every
+/// link could be read (if not, no snapshot is made: a link the check
+/// would not know the target of must not be vouched for).
 ///
 /// Why the check need not read them again: a symlink's text cannot be
-/// changed in place; replacing or removing a link changes its directory's
-/// mtime and ctime, which the fingerprint covers (and a snapshot is never
-/// made of a directory changed within `stamp::SETTLED`, the one tick in
-/// which that could go unseen). A link to another entry of the same
-/// directory needs no record: that entry is fingerprinted in its own right.
-fn links((_, dirs): &(Option<PathBuf>, Vec<PathBuf>)) -> Vec<Link> {
+/// changed in place; replacing or removing a link changes its inode
+/// (which the check takes with `lstat`) and its directory's mtime and
+/// ctime, all in the fingerprint (and a snapshot is never made of a store
+/// changed within `stamp::SETTLED`, the one tick in which that could go
+/// unseen). A link to another entry of the same directory needs no
+/// record: that entry is fingerprinted in its own right.
+fn links((_, dirs): &(Option<PathBuf>, Vec<PathBuf>)) -> (Vec<Link>, bool) {
     let mut links = Vec::new();
+    let mut complete = true;
     for (index, dir) in dirs.iter().enumerate() {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
-        for entry in entries.flatten() {
-            if !entry.file_type().is_ok_and(|t| t.is_symlink()) {
+        for entry in entries {
+            let Ok(entry) = entry else {
+                complete = false;
                 continue;
+            };
+            match entry.file_type() {
+                Ok(t) if t.is_symlink() => {}
+                Ok(_) => continue,
+                Err(_) => {
+                    complete = false;
+                    continue;
+                }
             }
-            // A link that cannot be read is recorded as having no target,
-            // so a check stats nothing for it and the listing decides.
+            // Fails for a link something is mounted over, among others.
             let Ok(target) = std::fs::read_link(entry.path()) else {
+                complete = false;
                 continue;
             };
             if leaves_its_directory(target.as_os_str()) {
@@ -191,7 +208,7 @@ fn links((_, dirs): &(Option<PathBuf>, Vec<PathBuf>)) -> Vec<Link> {
     // check opens each such directory once) and the order is stable.
     links.sort_unstable();
     links.dedup();
-    links
+    (links, complete)
 }
 
 /// Whether a link with this text reaches anything but another entry of its
@@ -201,44 +218,72 @@ fn leaves_its_directory(target: &OsStr) -> bool {
     bytes.contains(&b'/') || bytes == b"." || bytes == b".." || bytes.is_empty()
 }
 
+/// What one record of the fingerprint is, so that no two states of the
+/// store hash the same bytes (a bundle file and a directory at one path,
+/// say).
+#[derive(Clone, Copy)]
+#[repr(u8)]
+enum Record {
+    File = b'F',
+    Dir = b'D',
+    Entry = b'E',
+    Link = b'L',
+    Leftover = b'X',
+}
+
 /// SHA-256 over the identity of everything the loader would read, and
-/// whether all of it last changed at least `stamp::SETTLED` ago.
+/// whether all of it last changed at least `stamp::SETTLED` before
+/// `settled_at` (taken before the links were read, so that a change after
+/// that is never snapshotted).
 ///
 /// Per directory: its own identity, then every entry's name, type and
-/// inode number as listed (no system call each), the identity of every
-/// entry that is not a symlink (stat'ed, symlinks followed), and for each
-/// recorded `Link` the identity of its target. On Debian's store that is
-/// ~150 stats of files in one directory opened once, rather than ~290
-/// path walks through two symlinks each: half the fingerprint's time, and
-/// it is on the first HTTPS request's path.
-fn fingerprint((file, dirs): &(Option<PathBuf>, Vec<PathBuf>), links: &[Link]) -> ([u8; 32], bool) {
+/// identity: a symlink's own (`lstat`, in the directory opened once),
+/// anything else's with symlinks followed; then for each recorded `Link`
+/// the identity of the file it reaches. On Debian's store that is ~290
+/// `lstat`s and ~150 stats in one directory opened once, rather than ~290
+/// path walks through two symlinks each: it is on the first HTTPS
+/// request's path. An entry typed as a symlink whose `lstat` finds
+/// something else (a file mounted over the link) is hashed with its
+/// target's identity, as the loader reads it.
+fn fingerprint(
+    (file, dirs): &(Option<PathBuf>, Vec<PathBuf>),
+    links: &[Link],
+    settled_at: SystemTime,
+) -> ([u8; 32], bool) {
     let mut hasher = Sha256::new();
-    let settled_at = SystemTime::now();
     let mut settled = true;
-    let mut stat = |path: &[u8], identity: Option<Identity>| {
+    let mut raced = false;
+    hasher.update([file.is_some() as u8]);
+    hasher.update((dirs.len() as u64).to_le_bytes());
+    let mut stat = |record: Record, path: &[u8], identity: Option<Identity>| {
+        hasher.update([record as u8]);
         hasher.update((path.len() as u64).to_le_bytes());
         hasher.update(path);
         match identity {
             Some(identity) => {
                 settled &= identity.settled(settled_at);
+                hasher.update([1]);
                 hasher.update(identity.bytes());
             }
-            None => hasher.update([0xff; 8]),
+            None => hasher.update([0]),
         }
     };
     let identity = |path: &Path| std::fs::metadata(path).ok().map(|m| Identity::of(&m));
     if let Some(file) = file {
-        stat(file.as_os_str().as_bytes(), identity(file));
+        stat(Record::File, file.as_os_str().as_bytes(), identity(file));
     }
     let mut links = links.iter().peekable();
     for (index, dir) in dirs.iter().enumerate() {
-        stat(dir.as_os_str().as_bytes(), identity(dir));
+        stat(Record::Dir, dir.as_os_str().as_bytes(), identity(dir));
         let opened = open_dir(None, dir.as_os_str());
         let entries = std::fs::read_dir(dir).ok();
+        // A listing without the directory opened (a race): correct but
+        // not worth a snapshot.
+        raced |= opened.is_none() && entries.is_some();
         // Sorted by name as bytes: the order of their paths (one directory,
         // one component each), without comparing paths component by
         // component.
-        let mut listed: Vec<(OsString, u8, u64)> = entries
+        let mut listed: Vec<(OsString, u8)> = entries
             .into_iter()
             .flatten()
             .filter_map(|e| {
@@ -249,40 +294,38 @@ fn fingerprint((file, dirs): &(Option<PathBuf>, Vec<PathBuf>), links: &[Link]) -
                     Ok(_) => b'f',
                     Err(_) => b'?',
                 };
-                Some((e.file_name(), kind, e.ino()))
+                Some((e.file_name(), kind))
             })
             .collect();
         listed.sort_unstable_by(|a, b| a.0.as_encoded_bytes().cmp(b.0.as_encoded_bytes()));
         let mut path = dir.as_os_str().as_bytes().to_vec();
-        for (name, kind, ino) in &listed {
+        for (name, kind) in &listed {
             path.truncate(dir.as_os_str().len());
             path.push(b'/');
             path.extend_from_slice(name.as_bytes());
             path.push(*kind);
-            path.extend_from_slice(&ino.to_le_bytes());
-            // A symlink is covered by the listing (its inode) and the
-            // directory's times; what it reaches, by its `Link` or by the
-            // entry it names.
             let entry = match (&opened, *kind) {
-                (_, b'l') => {
-                    stat(&path, None);
-                    continue;
-                }
-                (Some(fd), _) => identity_at(fd, name),
+                // The link itself; what it reaches is covered by its
+                // `Link` or by the entry it names.
+                (Some(fd), b'l') => match stat_at(fd, name, false) {
+                    Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                        Some(Identity::of_stat(&st))
+                    }
+                    Some(_) => stat_at(fd, name, true).map(|st| Identity::of_stat(&st)),
+                    None => None,
+                },
+                (Some(fd), _) => stat_at(fd, name, true).map(|st| Identity::of_stat(&st)),
                 (None, _) => identity(&dir.join(name)),
             };
-            stat(&path, entry);
+            stat(Record::Entry, &path, entry);
         }
         // The recorded links of this directory, their targets stat'ed
         // relative to the directory each lies in, opened once per run of
         // links into it.
         let mut parent: Option<(Vec<u8>, Option<OwnedFd>)> = None;
         while let Some(link) = links.next_if(|l| l.dir as usize <= index) {
-            if link.dir as usize != index {
-                continue; // for a directory no longer in the store's paths
-            }
             let target = link.target.as_bytes();
-            let entry = match split_parent(target) {
+            let reached = match split_parent(target) {
                 Some((up, name)) => {
                     if parent.as_ref().is_none_or(|(p, _)| p != up) {
                         let fd = opened
@@ -290,27 +333,29 @@ fn fingerprint((file, dirs): &(Option<PathBuf>, Vec<PathBuf>), links: &[Link]) -
                             .and_then(|d| open_dir(Some(d), OsStr::from_bytes(up)));
                         parent = Some((up.to_vec(), fd));
                     }
-                    match parent.as_ref().and_then(|(_, fd)| fd.as_ref()) {
-                        Some(fd) => identity_at(fd, OsStr::from_bytes(name)),
-                        None => None,
-                    }
+                    parent
+                        .as_ref()
+                        .and_then(|(_, fd)| fd.as_ref())
+                        .and_then(|fd| stat_at(fd, OsStr::from_bytes(name), true))
                 }
-                None => match &opened {
-                    Some(fd) => identity_at(fd, &link.target),
-                    None => None,
-                },
+                None => opened
+                    .as_ref()
+                    .and_then(|fd| stat_at(fd, &link.target, true)),
             };
-            let mut recorded = b"->".to_vec();
-            recorded.extend_from_slice(&link.dir.to_le_bytes());
+            let mut recorded = link.dir.to_le_bytes().to_vec();
             recorded.extend_from_slice(target);
-            stat(&recorded, entry);
+            stat(
+                Record::Link,
+                &recorded,
+                reached.map(|st| Identity::of_stat(&st)),
+            );
         }
     }
     // Links recorded for directories the store no longer has.
     for link in links {
-        stat(link.target.as_bytes(), None);
+        stat(Record::Leftover, link.target.as_bytes(), None);
     }
-    (hasher.finalize().into(), settled)
+    (hasher.finalize().into(), settled && !raced)
 }
 
 /// `a/b/name` as (`a/b`, `name`), `/name` as (`/`, `name`); `None` where
@@ -346,15 +391,16 @@ fn open_dir(base: Option<&OwnedFd>, path: &OsStr) -> Option<OwnedFd> {
     }
 }
 
-/// The identity of `name` in the open directory `dir`, symlinks followed.
-fn identity_at(dir: &OwnedFd, name: &OsStr) -> Option<Identity> {
+/// `stat` (symlinks followed) or `lstat` of `name` in the open directory
+/// `dir`.
+fn stat_at(dir: &OwnedFd, name: &OsStr, follow: bool) -> Option<libc::stat> {
     let name = std::ffi::CString::new(name.as_bytes()).ok()?;
+    let flags = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
     // SAFETY: `stat` is plain data, filled by the call; the descriptor and
     // the NUL-terminated name are valid for the call.
     unsafe {
         let mut stat: libc::stat = std::mem::zeroed();
-        (libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut stat, 0) == 0)
-            .then(|| Identity::of_stat(&stat))
+        (libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut stat, flags) == 0).then_some(stat)
     }
 }
 
@@ -483,6 +529,10 @@ fn write(
             body.extend_from_slice(part);
         }
     }
+    ensure!(
+        (MAGIC.len() + 32 + body.len()) as u64 <= MAX_BYTES,
+        "the snapshot would be larger than a reader accepts"
+    );
     let tag = mac(key, &body).finalize().into_bytes();
     let dir = cache.dir();
     let tmp = format!(".{FILE}.{}.tmp", std::process::id());
@@ -524,7 +574,13 @@ mod tests {
     use super::*;
 
     fn print(paths: &(Option<PathBuf>, Vec<PathBuf>)) -> ([u8; 32], bool) {
-        fingerprint(paths, &links(paths))
+        let (links, complete) = links(paths);
+        assert!(complete);
+        fingerprint(paths, &links, SystemTime::now())
+    }
+
+    fn check(paths: &(Option<PathBuf>, Vec<PathBuf>), recorded: &[Link]) -> [u8; 32] {
+        fingerprint(paths, recorded, SystemTime::now()).0
     }
 
     #[test]
@@ -554,10 +610,12 @@ mod tests {
         let dir = open_dir(None, tmp.path().as_os_str()).unwrap();
         for name in ["root.crt", "1234abcd.0"] {
             let by_path = Identity::of(&std::fs::metadata(tmp.path().join(name)).unwrap());
-            let at = identity_at(&dir, OsStr::new(name)).unwrap();
+            let at = Identity::of_stat(&stat_at(&dir, OsStr::new(name), true).unwrap());
             assert_eq!(at, by_path, "{name}");
         }
-        assert!(identity_at(&dir, OsStr::new("missing")).is_none());
+        let link = stat_at(&dir, OsStr::new("1234abcd.0"), false).unwrap();
+        assert_eq!(link.st_mode & libc::S_IFMT, libc::S_IFLNK);
+        assert!(stat_at(&dir, OsStr::new("missing"), true).is_none());
     }
 
     /// Debian's layout: `hash.0 -> Name.pem -> /usr/share/.../Name.crt`.
@@ -582,7 +640,7 @@ mod tests {
         let (_tmp, dir, shared) = debian_like();
         std::os::unix::fs::symlink("../share/mozilla/Two.crt", dir.join("rel.pem")).unwrap();
         let paths = (None, vec![dir.clone()]);
-        let targets: Vec<_> = links(&paths).into_iter().map(|l| l.target).collect();
+        let targets: Vec<_> = links(&paths).0.into_iter().map(|l| l.target).collect();
         let mut expected: Vec<OsString> = vec![
             shared.join("One.crt").into(),
             shared.join("Two.crt").into(),
@@ -598,30 +656,30 @@ mod tests {
         std::os::unix::fs::symlink("../share/mozilla/Two.crt", dir.join("rel.pem")).unwrap();
         let paths = (None, vec![dir.clone()]);
         // The links as the snapshot recorded them, before the change.
-        let recorded = links(&paths);
-        let before = fingerprint(&paths, &recorded).0;
-        assert_eq!(before, fingerprint(&paths, &recorded).0);
+        let recorded = links(&paths).0;
+        let before = check(&paths, &recorded);
+        assert_eq!(before, check(&paths, &recorded));
         // Nothing in the certificate directory itself changes.
         std::fs::write(shared.join("One.crt"), "another root").unwrap();
-        let after = fingerprint(&paths, &recorded).0;
+        let after = check(&paths, &recorded);
         assert_ne!(before, after, "an absolute link's target");
         std::fs::write(shared.join("Two.crt"), "yet another").unwrap();
-        assert_ne!(after, fingerprint(&paths, &recorded).0, "relative");
+        assert_ne!(after, check(&paths, &recorded), "relative");
     }
 
     #[test]
     fn a_replaced_link_or_a_swapped_directory_changes_the_fingerprint() {
         let (tmp, dir, shared) = debian_like();
         let paths = (None, vec![dir.clone()]);
-        let recorded = links(&paths);
-        let before = fingerprint(&paths, &recorded).0;
+        let recorded = links(&paths).0;
+        let before = check(&paths, &recorded);
         // Retargeted to a file with the same name elsewhere: the recorded
         // links are stale, but the listing (inode) and directory times move.
         let evil = tmp.path().join("evil.crt");
         std::fs::write(&evil, "One").unwrap();
         std::fs::remove_file(dir.join("One.pem")).unwrap();
         std::os::unix::fs::symlink(&evil, dir.join("One.pem")).unwrap();
-        let retargeted = fingerprint(&paths, &recorded).0;
+        let retargeted = check(&paths, &recorded);
         assert_ne!(before, retargeted);
         // The directory the targets are in replaced by a copy.
         let copy = tmp.path().join("copy");
@@ -631,7 +689,7 @@ mod tests {
         }
         std::fs::rename(&shared, tmp.path().join("old")).unwrap();
         std::fs::rename(&copy, &shared).unwrap();
-        assert_ne!(retargeted, fingerprint(&paths, &recorded).0);
+        assert_ne!(retargeted, check(&paths, &recorded));
     }
 
     #[test]
@@ -642,6 +700,40 @@ mod tests {
         // The target goes; the directory itself is untouched.
         std::fs::remove_file(shared.join("Two.crt")).unwrap();
         assert_ne!(before, print(&paths).0);
+    }
+
+    /// A change after the links were read, however long before the
+    /// fingerprint (a stalled process), is never snapshotted: its ctime
+    /// is after `settled_at`.
+    #[test]
+    fn a_link_replaced_while_the_snapshot_is_made_is_never_settled() {
+        let (tmp, dir, _shared) = debian_like();
+        let paths = (None, vec![dir.clone()]);
+        std::thread::sleep(crate::stamp::SETTLED + Duration::from_millis(100));
+        let settled_at = SystemTime::now();
+        let (recorded, complete) = links(&paths);
+        assert!(complete);
+        assert!(
+            fingerprint(&paths, &recorded, settled_at).1,
+            "settled before"
+        );
+        std::fs::remove_file(dir.join("One.pem")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("evil.crt"), dir.join("One.pem")).unwrap();
+        // The fingerprint runs when the change is already settled by the
+        // clock: still not settled, as it is newer than the links.
+        std::thread::sleep(crate::stamp::SETTLED + Duration::from_millis(100));
+        assert!(!fingerprint(&paths, &recorded, settled_at).1);
+        assert!(fingerprint(&paths, &recorded, SystemTime::now()).1);
+    }
+
+    #[test]
+    fn a_bundle_file_and_a_directory_at_one_path_differ() {
+        let tmp = tempfile::tempdir().unwrap();
+        let x = tmp.path().join("x");
+        std::fs::write(&x, "roots").unwrap();
+        let as_file = check(&(Some(x.clone()), vec![]), &[]);
+        let as_dir = check(&(None, vec![x]), &[]);
+        assert_ne!(as_file, as_dir);
     }
 
     #[test]
