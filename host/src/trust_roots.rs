@@ -311,10 +311,10 @@ fn fingerprint(
                     Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
                         Some(Identity::of_stat(&st))
                     }
-                    Some(_) => stat_at(fd, name, true).map(|st| Identity::of_stat(&st)),
+                    Some(_) => identity_at(fd, name),
                     None => None,
                 },
-                (Some(fd), _) => stat_at(fd, name, true).map(|st| Identity::of_stat(&st)),
+                (Some(fd), _) => identity_at(fd, name),
                 (None, _) => identity(&dir.join(name)),
             };
             stat(Record::Entry, &path, entry);
@@ -336,19 +336,13 @@ fn fingerprint(
                     parent
                         .as_ref()
                         .and_then(|(_, fd)| fd.as_ref())
-                        .and_then(|fd| stat_at(fd, OsStr::from_bytes(name), true))
+                        .and_then(|fd| identity_at(fd, OsStr::from_bytes(name)))
                 }
-                None => opened
-                    .as_ref()
-                    .and_then(|fd| stat_at(fd, &link.target, true)),
+                None => opened.as_ref().and_then(|fd| identity_at(fd, &link.target)),
             };
             let mut recorded = link.dir.to_le_bytes().to_vec();
             recorded.extend_from_slice(target);
-            stat(
-                Record::Link,
-                &recorded,
-                reached.map(|st| Identity::of_stat(&st)),
-            );
+            stat(Record::Link, &recorded, reached);
         }
     }
     // Links recorded for directories the store no longer has.
@@ -376,6 +370,8 @@ fn split_parent(target: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// A directory opened for use as the base of `*at` calls (`O_PATH`: no
 /// read permission needed, nothing read), relative to `base` if given.
+/// Plain `openat`, not cap-std's `Dir`: the links of an OS store lead out
+/// of their directory (absolute paths, `..`), which a `Dir` refuses.
 fn open_dir(base: Option<&OwnedFd>, path: &OsStr) -> Option<OwnedFd> {
     let path = std::ffi::CString::new(path.as_bytes()).ok()?;
     let base = base.map_or(libc::AT_FDCWD, |b| b.as_raw_fd());
@@ -389,6 +385,11 @@ fn open_dir(base: Option<&OwnedFd>, path: &OsStr) -> Option<OwnedFd> {
         );
         (fd >= 0).then(|| OwnedFd::from_raw_fd(fd))
     }
+}
+
+/// The identity of `name` in the open directory `dir`, symlinks followed.
+fn identity_at(dir: &OwnedFd, name: &OsStr) -> Option<Identity> {
+    stat_at(dir, name, true).map(|st| Identity::of_stat(&st))
 }
 
 /// `stat` (symlinks followed) or `lstat` of `name` in the open directory
@@ -610,7 +611,7 @@ mod tests {
         let dir = open_dir(None, tmp.path().as_os_str()).unwrap();
         for name in ["root.crt", "1234abcd.0"] {
             let by_path = Identity::of(&std::fs::metadata(tmp.path().join(name)).unwrap());
-            let at = Identity::of_stat(&stat_at(&dir, OsStr::new(name), true).unwrap());
+            let at = identity_at(&dir, OsStr::new(name)).unwrap();
             assert_eq!(at, by_path, "{name}");
         }
         let link = stat_at(&dir, OsStr::new("1234abcd.0"), false).unwrap();
@@ -734,6 +735,47 @@ mod tests {
         let as_file = check(&(Some(x.clone()), vec![]), &[]);
         let as_dir = check(&(None, vec![x]), &[]);
         assert_ne!(as_file, as_dir);
+    }
+
+    fn store(tmp: &tempfile::TempDir) -> CacheStore {
+        use std::os::unix::fs::MetadataExt as _;
+        CacheStore {
+            dir: Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap(),
+            uid: std::fs::metadata(tmp.path()).unwrap().uid(),
+            key: Some([7; 32]),
+        }
+    }
+
+    fn anchor(bytes: usize) -> TrustAnchor<'static> {
+        TrustAnchor {
+            subject: Der::from(vec![1; bytes]),
+            subject_public_key_info: Der::from(vec![2; 8]),
+            name_constraints: None,
+        }
+    }
+
+    /// The links come back as written; a snapshot a reader would refuse as
+    /// too large is never written (a store that big is parsed each time).
+    #[test]
+    fn a_snapshot_keeps_its_links_and_is_never_written_too_large() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = store(&tmp);
+        let key = cache.key.unwrap();
+        let links = vec![Link {
+            dir: 0,
+            target: "/usr/share/ca-certificates/mozilla/One.crt".into(),
+        }];
+        write(&cache, &key, &[9; 32], &links, &[anchor(100)]).unwrap();
+        let back = read(&cache, &key).unwrap().unwrap();
+        assert_eq!(back.links, links);
+        assert_eq!(back.fingerprint, [9; 32]);
+        assert_eq!(back.anchors.len(), 1);
+
+        std::fs::remove_file(tmp.path().join(FILE)).unwrap();
+        let huge = vec![anchor(1 << 20); 4];
+        let err = write(&cache, &key, &[9; 32], &links, &huge).unwrap_err();
+        assert!(format!("{err:#}").contains("larger than a reader accepts"));
+        assert!(!tmp.path().join(FILE).exists());
     }
 
     #[test]
