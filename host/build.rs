@@ -8,6 +8,11 @@
 //! target's default static PIE for the front).
 
 fn main() {
+    // `scripts/build-node` links the node's binaries with this script
+    // (`-Wl,-T`); Cargo does not track files named in link arguments, so
+    // without this a regenerated script would not relink them.
+    println!("cargo:rerun-if-changed=hot-text.ld");
+    println!("cargo:rerun-if-changed=build.rs");
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
         && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu")
     {
