@@ -1,5 +1,6 @@
-//! Reading a file into the page cache in one sequential pass when it is
-//! not there, before it is exec'd or mapped.
+//! Reading a file, or the part of an executable an exec touches, into the
+//! page cache in sequential passes when it is not there, before it is
+//! exec'd or mapped.
 //!
 //! Why: after a long idle the page cache no longer holds the runtime
 //! binary (7.5 MB). `execve` then faults it in piece by piece: each fault
@@ -23,10 +24,12 @@
 //! exec as without it, and nothing it reads changes what runs.
 //!
 //! A warm exec pays only the probe, which asks whether the file's first
-//! page is cached without reading it (`cachestat(2)`, Linux 6.5; older
-//! kernels get a one-byte `preadv2(RWF_NOWAIT)`, which fails with `EAGAIN`
-//! instead of waiting for the disk but starts reading the page as it does,
-//! so a second probe may find it).
+//! page is cached without reading it: `cachestat(2)` (Linux 6.5). Where
+//! that is missing or refused, and to confirm a page it counts as not
+//! cached (overlayfs answers it with zero counts for cached files), a
+//! one-byte `preadv2(RWF_NOWAIT)`, which fails with `EAGAIN` instead of
+//! waiting for the disk (and on overlayfs fails outright: unknown, so
+//! nothing is read).
 
 use std::fs::File;
 use std::ops::Range;
@@ -42,6 +45,11 @@ const PROBED_OFFSET: u64 = 0;
 /// The page size ranges are rounded to (the smallest the kernel caches).
 const PAGE: u64 = 4096;
 
+/// The largest file filled: the runtime is 7.5 MB and an artifact a few;
+/// something far larger at those paths is not what this is for, and is
+/// left to the exec (which fails or faults in what it uses).
+pub const MAX_FILL: u64 = 256 << 20;
+
 /// What [`fill_if_evicted`] and [`fill_startup_extent`] found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fill {
@@ -50,8 +58,10 @@ pub enum Fill {
     /// The probed page was not cached: the file, or the part of it an exec
     /// touches, was read (this many bytes).
     Read(u64),
-    /// The file system cannot tell (no `cachestat` or `RWF_NOWAIT`), or
-    /// the file is not a regular file that can be read: nothing read.
+    /// The file system cannot tell (no `cachestat` or `RWF_NOWAIT`), the
+    /// file is not a regular file that can be read, or it is larger than
+    /// [`MAX_FILL`]: nothing read. (A file of another type whose probed
+    /// page is cached, a block device's say, is `Cached`.)
     Unknown,
 }
 
@@ -59,7 +69,7 @@ pub enum Fill {
 /// cached. Best effort: an error stops the read and is not reported (the
 /// exec or the mapping that follows faults the rest in, as without this).
 pub fn fill_if_evicted(file: &File) -> Fill {
-    fill_with(file, |_, len| vec![0..len])
+    fill_with(file, |_, len| whole(len))
 }
 
 /// Reads into the page cache the part of the executable `file` that an
@@ -70,8 +80,13 @@ pub fn fill_if_evicted(file: &File) -> Fill {
 /// [`fill_if_evicted`].
 pub fn fill_startup_extent(file: &File) -> Fill {
     fill_with(file, |file, len| {
-        startup_extent(file, len).unwrap_or_else(|| vec![0..len])
+        startup_extent(file, len).unwrap_or_else(|| whole(len))
     })
+}
+
+/// All of a file of `len` bytes, as ranges.
+fn whole(len: u64) -> Vec<Range<u64>> {
+    std::iter::once(0..len).collect()
 }
 
 fn fill_with(file: &File, ranges: impl FnOnce(&File, u64) -> Vec<Range<u64>>) -> Fill {
@@ -82,7 +97,7 @@ fn fill_with(file: &File, ranges: impl FnOnce(&File, u64) -> Vec<Range<u64>>) ->
         Probe::Evicted => match file.metadata() {
             // Nothing to read (`cachestat` counts no page of an empty file).
             Ok(meta) if meta.is_file() && meta.len() == 0 => Fill::Cached,
-            Ok(meta) if meta.is_file() => {
+            Ok(meta) if meta.is_file() && meta.len() <= MAX_FILL => {
                 let len = meta.len();
                 let mut read = 0;
                 for range in ranges(file, len) {
@@ -143,7 +158,8 @@ fn startup_extent(file: &File, len: u64) -> Option<Vec<Range<u64>>> {
     }
     let sections = header.sections(endian, &data).ok()?;
     let mut hot = false;
-    let mut ranges = vec![0..PAGE.min(len)];
+    // The header page: `execve` reads it first.
+    let mut ranges = whole(PAGE.min(len));
     for section in sections.iter() {
         let name = sections.section_name(endian, section).ok()?;
         let flags = section.sh_flags(endian);
@@ -219,18 +235,27 @@ enum Probe {
 
 /// Whether the page holding `offset` is in the page cache, asked without
 /// waiting for the disk.
+///
+/// `cachestat` decides only when it finds the page cached: a page it
+/// counts as missing is asked about again by reading, because overlayfs
+/// answers `cachestat` with zero counts for a file whose pages are cached
+/// (in its lower layer). That costs a system call on the cold path only,
+/// which reads next anyway.
 fn probe(file: &File, offset: u64) -> Probe {
     match cachestat(file, offset) {
-        Some(cached) if cached => Probe::Cached,
-        Some(_) => Probe::Evicted,
-        None => probe_by_reading(file, offset),
+        Some(true) => Probe::Cached,
+        Some(false) | None => probe_by_reading(file, offset),
     }
 }
 
 /// `cachestat(2)`'s syscall number where the kernel has one number for
 /// every architecture (it is newer than the split; libc does not name it
 /// for these yet).
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "riscv64"))]
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+))]
 const SYS_CACHESTAT: libc::c_long = 451;
 
 /// Whether the page at `offset` is cached, by `cachestat(2)`, which only
@@ -238,7 +263,11 @@ const SYS_CACHESTAT: libc::c_long = 451;
 /// the kernel has no such call (before 6.5), refuses it (a seccomp
 /// filter, or a file this process may not ask about), or the file is not
 /// one it answers for.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "riscv64"))]
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+))]
 fn cachestat(file: &File, offset: u64) -> Option<bool> {
     /// `struct cachestat_range` (include/uapi/linux/mman.h).
     #[repr(C)]
@@ -275,7 +304,11 @@ fn cachestat(file: &File, offset: u64) -> Option<bool> {
     (rc == 0).then_some(counts.nr_cache > 0)
 }
 
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "riscv64")))]
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+)))]
 fn cachestat(_: &File, _: u64) -> Option<bool> {
     None
 }
@@ -337,22 +370,37 @@ mod tests {
     use std::io::Write;
 
     /// Drops `file`'s pages from the page cache (if the file system lets
-    /// it: tmpfs never does) and says whether its first page is gone.
+    /// it: tmpfs never does) and says whether its first page is gone,
+    /// asked with `cachestat`, which does not disturb it (a reading probe
+    /// would start reading the page, and a later probe could find it
+    /// cached). False where `cachestat` cannot answer: the tests that need
+    /// an evicted file then check only what holds either way.
     fn evict(file: &File) -> bool {
+        evicted(file) == Some(true)
+    }
+
+    /// [`evict`], saying `None` where `cachestat` cannot answer.
+    fn evicted(file: &File) -> Option<bool> {
         file.sync_all().unwrap();
         // SAFETY: plain advice on an open descriptor.
         unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        matches!(probe(file, 0), Probe::Evicted)
+        cached(file, 0).map(|cached| !cached)
     }
 
-    /// A file written and synced, then dropped from the page cache.
-    fn evicted_file(dir: &std::path::Path, len: usize) -> (File, bool) {
+    /// Whether the page at `offset` is cached, without disturbing it.
+    fn cached(file: &File, offset: u64) -> Option<bool> {
+        cachestat(file, offset)
+    }
+
+    /// A file written and synced, then dropped from the page cache, and
+    /// whether it is known to be gone (`None`: cannot tell).
+    fn evicted_file(dir: &std::path::Path, len: usize) -> (File, Option<bool>) {
         let path = dir.join("evicted");
         let mut file = File::create(&path).unwrap();
         file.write_all(&vec![7u8; len]).unwrap();
         drop(file);
         let file = File::open(&path).unwrap();
-        let evicted = evict(&file);
+        let evicted = evicted(&file);
         (file, evicted)
     }
 
@@ -363,7 +411,7 @@ mod tests {
         let (file, evicted) = evicted_file(dir.path(), len);
         match fill_if_evicted(&file) {
             Fill::Read(n) => {
-                assert!(evicted);
+                assert_ne!(evicted, Some(false));
                 assert_eq!(n, len as u64);
                 // The file's own offset is where it was: a reader after
                 // the fill starts at the beginning.
@@ -371,7 +419,7 @@ mod tests {
                 assert_eq!((&file).stream_position().unwrap(), 0);
             }
             // A file system that keeps everything (tmpfs) or cannot say.
-            other => assert!(!evicted, "{other:?}"),
+            other => assert_ne!(evicted, Some(true), "{other:?}"),
         }
         assert!(matches!(
             fill_if_evicted(&file),
@@ -412,20 +460,22 @@ mod tests {
     }
 
     #[test]
-    fn the_probe_does_not_read_what_it_asks_about() {
-        // With cachestat the probe only counts: probing an evicted page
-        // twice finds it evicted twice (a reading probe starts a read of
-        // the page, and a second probe can find it cached: the flake this
-        // replaced).
+    fn cachestat_counts_without_reading_and_the_probe_confirms_by_reading() {
         let dir = tempfile::tempdir().unwrap();
         let (file, evicted) = evicted_file(dir.path(), 64 * 1024);
-        if !evicted || cachestat(&file, 0).is_none() {
-            return; // tmpfs, or a kernel before 6.5: the fallback is tested above.
+        if evicted != Some(true) {
+            return; // tmpfs or overlayfs, or no cachestat: see above.
         }
+        // Asking again and again leaves the page where it is.
         for _ in 0..20 {
             std::thread::sleep(std::time::Duration::from_millis(1));
-            assert!(matches!(probe(&file, 0), Probe::Evicted));
+            assert_eq!(cached(&file, 0), Some(false));
         }
+        // The probe's own answer, confirmed by a read that does not wait.
+        assert!(matches!(probe(&file, 0), Probe::Evicted));
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut [0u8; 1], 0).unwrap();
+        assert_eq!(cached(&file, 0), Some(true));
+        assert!(matches!(probe(&file, 0), Probe::Cached));
     }
 
     /// The page size the sections below are aligned to and sized in, so
@@ -509,13 +559,8 @@ mod tests {
         let expected: u64 = extent.iter().map(|r| r.end - r.start).sum();
         assert_eq!(fill_startup_extent(&file), Fill::Read(expected));
         let middle_of_cold_code = (at[".text"].start + at[".text"].end) / 2;
-        if cachestat(&file, middle_of_cold_code).is_some() {
-            assert!(matches!(
-                probe(&file, middle_of_cold_code),
-                Probe::Evicted
-            ));
-            assert!(matches!(probe(&file, at[".rodata"].start), Probe::Cached));
-        }
+        assert_eq!(cached(&file, middle_of_cold_code), Some(false));
+        assert_eq!(cached(&file, at[".rodata"].start), Some(true));
         assert_eq!(fill_startup_extent(&file), Fill::Cached);
     }
 
@@ -526,10 +571,7 @@ mod tests {
         let file = write(dir.path(), "plain", &plain);
         assert_eq!(startup_extent(&file, plain.len() as u64), None);
         if evict(&file) {
-            assert_eq!(
-                fill_startup_extent(&file),
-                Fill::Read(plain.len() as u64)
-            );
+            assert_eq!(fill_startup_extent(&file), Fill::Read(plain.len() as u64));
         }
         for (name, bytes) in [
             ("text", b"#!/bin/sh\necho not a binary\n".to_vec()),
@@ -562,13 +604,21 @@ mod tests {
                 .iter()
                 .position(|s| sections.section_name(endian, s).unwrap() == b".rodata")
                 .unwrap();
-            assert_eq!(sections.section(object::SectionIndex(index)).unwrap().sh_offset(endian), at[".rodata"].start);
+            assert_eq!(
+                sections
+                    .section(object::SectionIndex(index))
+                    .unwrap()
+                    .sh_offset(endian),
+                at[".rodata"].start
+            );
             shoff + index * 64
         };
         for (extent, name) in [
             // A section table claimed to be huge: 65535 entries, and an
             // "extended" count of 4 billion in section 0's size.
-            patched("many", &|b| b[0x3c..0x3e].copy_from_slice(&u16::MAX.to_le_bytes())),
+            patched("many", &|b| {
+                b[0x3c..0x3e].copy_from_slice(&u16::MAX.to_le_bytes())
+            }),
             patched("extended", &|b| {
                 b[0x3c..0x3e].copy_from_slice(&0u16.to_le_bytes());
                 b[shoff + 32..shoff + 40].copy_from_slice(&u64::from(u32::MAX).to_le_bytes());
@@ -592,12 +642,60 @@ mod tests {
         ] {
             assert_eq!(extent, None, "{name}");
         }
+
+        // A section table that fits in its (sparse, 1 GiB) file but is
+        // longer than any binary this is for is refused by its count,
+        // before it is read; below the bound the same file parses (the
+        // headers after the real ones are zeros: null sections).
+        let with_sections = |count: u16| {
+            let mut bytes = good.clone();
+            bytes[0x3c..0x3e].copy_from_slice(&count.to_le_bytes());
+            let path = dir.path().join(format!("sections-{count}"));
+            std::fs::write(&path, &bytes).unwrap();
+            let len = 1 << 30;
+            File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(len)
+                .unwrap();
+            startup_extent(&File::open(&path).unwrap(), len)
+        };
+        assert!(with_sections(MAX_SECTIONS as u16 - 10).is_some());
+        assert_eq!(with_sections(MAX_SECTIONS as u16 + 1), None);
+    }
+
+    #[test]
+    fn a_file_larger_than_the_bound_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge");
+        std::fs::write(&path, b"x").unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(MAX_FILL + 1)
+            .unwrap();
+        let file = File::open(&path).unwrap();
+        for fill in [fill_if_evicted, fill_startup_extent] {
+            // Evicted before each: the probe's confirming read starts
+            // reading the first page.
+            if evict(&file) {
+                assert_eq!(fill(&file), Fill::Unknown);
+            }
+        }
     }
 
     #[test]
     fn ranges_are_sorted_and_joined() {
         assert_eq!(
-            merged(vec![8192..12288, 0..4096, 4096..8192, 20480..24576, 10000..16384]),
+            merged(vec![
+                8192..12288,
+                0..4096,
+                4096..8192,
+                20480..24576,
+                10000..16384
+            ]),
             vec![0..16384, 20480..24576]
         );
         assert_eq!(merged(Vec::new()), Vec::<Range<u64>>::new());
