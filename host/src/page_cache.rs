@@ -45,10 +45,11 @@ const PROBED_OFFSET: u64 = 0;
 /// The page size ranges are rounded to (the smallest the kernel caches).
 const PAGE: u64 = 4096;
 
-/// The largest file filled: the runtime is 7.5 MB and an artifact a few;
+/// The largest file filled: the node's runtime is 7.5 MB and an artifact
+/// a few, a debug build of the runtime (the tests') about 450 MB;
 /// something far larger at those paths is not what this is for, and is
 /// left to the exec (which fails or faults in what it uses).
-pub const MAX_FILL: u64 = 256 << 20;
+pub const MAX_FILL: u64 = 1 << 30;
 
 /// What [`fill_if_evicted`] and [`fill_startup_extent`] found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
