@@ -215,11 +215,9 @@ fn exec_runtime(
     )
 }
 
-/// Reads the runtime into the page cache if it was evicted, in a few
-/// sequential passes over what an exec of it touches
-/// (`crate::page_cache::fill_startup_extent`): after a long idle, `execve`
-/// would otherwise fault its megabytes in piece by piece. A warm exec pays
-/// one probe.
+/// Reads the runtime into the page cache in one pass if it was evicted
+/// (`crate::page_cache`): after a long idle, `execve` would otherwise
+/// fault its megabytes in piece by piece. A warm exec pays one probe.
 fn fill_page_cache(runtime: &Path) {
     let started = Instant::now();
     // Non-blocking: a FIFO in the runtime's place must not hold the exec
@@ -232,12 +230,12 @@ fn fill_page_cache(runtime: &Path) {
     else {
         return; // The exec reports it.
     };
-    let fill = crate::page_cache::fill_startup_extent(&file);
+    let fill = crate::page_cache::fill_if_evicted(&file);
     if let crate::page_cache::Fill::Read(bytes) = fill {
         tracing::debug!(
             bytes,
             us = started.elapsed().as_micros() as u64,
-            "runtime was not in the page cache; read what an exec of it touches"
+            "runtime was not in the page cache; read it in one pass"
         );
     }
 }
