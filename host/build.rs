@@ -12,6 +12,7 @@ fn main() {
     // (`-Wl,-T`); Cargo does not track files named in link arguments, so
     // without this a regenerated script would not relink them.
     println!("cargo:rerun-if-changed=hot-text.ld");
+    println!("cargo:rerun-if-changed=startup-extent.ld");
     println!("cargo:rerun-if-changed=build.rs");
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
         && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu")

@@ -215,9 +215,10 @@ fn exec_runtime(
     )
 }
 
-/// Reads the runtime into the page cache in one pass if it was evicted
-/// (`crate::page_cache`): after a long idle, `execve` would otherwise
-/// fault its megabytes in piece by piece. A warm exec pays one probe.
+/// Reads what an exec of the runtime touches into the page cache if the
+/// runtime was evicted (`crate::page_cache`, `crate::startup_extent`): after
+/// a long idle, `execve` would otherwise fault its megabytes in piece by
+/// piece. A warm exec pays one probe.
 fn fill_page_cache(runtime: &Path) {
     let started = Instant::now();
     // Non-blocking: a FIFO in the runtime's place must not hold the exec
@@ -230,12 +231,13 @@ fn fill_page_cache(runtime: &Path) {
     else {
         return; // The exec reports it.
     };
-    let fill = crate::page_cache::fill_if_evicted(&file);
+    let fill = crate::page_cache::fill_startup_extent_if_evicted(&file);
     if let crate::page_cache::Fill::Read(bytes) = fill {
         tracing::debug!(
             bytes,
+            of = file.metadata().map(|m| m.len()).unwrap_or(0),
             us = started.elapsed().as_micros() as u64,
-            "runtime was not in the page cache; read it in one pass"
+            "runtime was not in the page cache; read what an exec of it touches"
         );
     }
 }

@@ -40,6 +40,7 @@ mod serve;
 #[cfg(feature = "compiler")]
 mod signature;
 mod stamp;
+mod startup_extent;
 mod tls;
 mod trust;
 mod trust_roots;
