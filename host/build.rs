@@ -8,9 +8,9 @@
 //! target's default static PIE for the front).
 
 fn main() {
-    // `scripts/build-node` links the node's binaries with this script
+    // `scripts/build-node` links the node's binaries with these scripts
     // (`-Wl,-T`); Cargo does not track files named in link arguments, so
-    // without this a regenerated script would not relink them.
+    // without this a changed script would not relink them.
     println!("cargo:rerun-if-changed=hot-text.ld");
     println!("cargo:rerun-if-changed=startup-extent.ld");
     println!("cargo:rerun-if-changed=build.rs");

@@ -17,9 +17,10 @@
 //!   code, `.fini` and the read-only data;
 //! - the writable segments (TLS image, init arrays, GOT, `.data`).
 //!
-//! Measured on the bench machine (virtio disk, 8 MB read-ahead): 3.5 of
-//! the runtime's 7.5 MB, a cold runtime exec 3.7-3.9 ms against 6.0 when
-//! the whole file is read first (`/tmp` prototype in issue 16's note).
+//! Measured on the bench machine (virtio disk, 8 MB read-ahead): 3.0 of
+//! the runtime's 7.5 MB; a cold runtime exec after reading the extent took
+//! 4.5-4.6 ms, against 6.4 ms after reading the whole file (a C driver
+//! filling then exec'ing the runtime, 25-30 interleaved runs, issue 16).
 //!
 //! Pure: bytes in, ranges out, every value from the file checked. The
 //! binary is the node's own (root's, beside the front), so a wrong record
@@ -68,7 +69,11 @@ impl Segment {
     /// The file offset of `vaddr`, if the segment's file bytes hold it.
     fn offset_of(&self, vaddr: u64) -> Option<u64> {
         let within = vaddr.checked_sub(self.vaddr)?;
-        (within < self.filesz).then(|| self.offset.checked_add(within))?
+        if within < self.filesz {
+            self.offset.checked_add(within)
+        } else {
+            None
+        }
     }
 }
 
@@ -78,12 +83,17 @@ impl Segment {
 /// is not an ELF64 little-endian executable carrying the record, or the
 /// record does not fit its program headers.
 pub fn ranges(head: &[u8], file_len: u64) -> Option<Vec<Range<u64>>> {
+    // A short read of a longer file: the record may be cut off, and the
+    // ranges would not start on a page.
+    if head.len() < HEAD && (head.len() as u64) < file_len {
+        return None;
+    }
     let segments = program_headers(head)?;
     let hot = hot_text_address(head, &segments)?;
-    let code = segments
-        .iter()
-        .find(|s| s.kind == PT_LOAD && s.flags & PF_X != 0 && s.offset_of(hot).is_some())?;
-    let hot_offset = code.offset_of(hot)?;
+    let (code, hot_offset) = segments.iter().find_map(|s| {
+        let offset = s.offset_of(hot)?;
+        (s.kind == PT_LOAD && s.flags & PF_X != 0).then_some((s, offset))
+    })?;
     let unwind = segments.iter().find(|s| s.kind == PT_GNU_EH_FRAME)?;
     if unwind.offset <= hot_offset {
         return None;
@@ -213,9 +223,13 @@ pub(crate) mod tests {
     /// and unwind tables from 0x5a6000, data at 0x7266f8.
     pub(crate) struct Image {
         segments: Vec<[u64; 6]>, // kind, flags, offset, vaddr, filesz, align
+        /// The build-id note, at 0x270 (its own 4-aligned PT_NOTE).
+        build_id: Vec<u8>,
+        /// The record's note, at [`NOTE_AT`] (its own 8-aligned PT_NOTE).
         note: Vec<u8>,
-        note_at: usize,
     }
+
+    const NOTE_AT: usize = 0x298;
 
     pub(crate) const LEN: u64 = 7_520_976;
 
@@ -236,20 +250,28 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn node_runtime() -> Image {
-        let mut notes = note(b"GNU\0", 3, &[0xab; 20]);
-        notes.extend(note(NOTE_NAME, NOTE_TYPE, &0x7cd100u64.to_le_bytes()));
+        let build_id = note(b"GNU\0", 3, &[0xab; 20]);
+        let notes = note(NOTE_NAME, NOTE_TYPE, &0x7cd100u64.to_le_bytes());
         Image {
             segments: vec![
                 [PT_LOAD as u64, 4, 0, 0x400000, 0x2b0, 0x1000],
                 [PT_LOAD as u64, 5, 0x1000, 0x401000, 0x5a4ac5, 0x1000],
                 [PT_LOAD as u64, 4, 0x5a6000, 0x9a6000, 0x18057c, 0x1000],
                 [PT_LOAD as u64, 6, 0x7266f8, 0xb276f8, 0x5568, 0x1000],
-                [PT_NOTE as u64, 4, 0x270, 0x400270, notes.len() as u64, 4],
+                [PT_NOTE as u64, 4, 0x270, 0x400270, build_id.len() as u64, 4],
+                [
+                    PT_NOTE as u64,
+                    4,
+                    NOTE_AT as u64,
+                    0x400298,
+                    notes.len() as u64,
+                    8,
+                ],
                 [PT_GNU_EH_FRAME as u64, 4, 0x6aaa8c, 0xaaaa8c, 0x10674, 4],
                 [0x6474e551, 6, 0, 0, 0, 16],
             ],
+            build_id,
             note: notes,
-            note_at: 0x270,
         }
     }
 
@@ -275,7 +297,8 @@ pub(crate) mod tests {
                     b[at + field..at + field + 8].copy_from_slice(&value.to_le_bytes());
                 }
             }
-            b[self.note_at..self.note_at + self.note.len()].copy_from_slice(&self.note);
+            b[0x270..0x270 + self.build_id.len()].copy_from_slice(&self.build_id);
+            b[NOTE_AT..NOTE_AT + self.note.len()].copy_from_slice(&self.note);
             b
         }
     }
@@ -300,7 +323,7 @@ pub(crate) mod tests {
         // No note.
         let mut image = node_runtime();
         image.note = note(b"GNU\0", 3, &[0xab; 20]);
-        image.segments[4][4] = image.note.len() as u64;
+        image.segments[5][4] = image.note.len() as u64;
         assert_eq!(ranges(&image.bytes(), LEN), None);
         // Another owner's note of the same type, or the wrong size.
         for bad in [
@@ -309,13 +332,13 @@ pub(crate) mod tests {
             note(NOTE_NAME, NOTE_TYPE, &0x7cd100u32.to_le_bytes()),
         ] {
             let mut image = node_runtime();
-            image.segments[4][4] = bad.len() as u64;
+            image.segments[5][4] = bad.len() as u64;
             image.note = bad;
             assert_eq!(ranges(&image.bytes(), LEN), None);
         }
         // No unwind-table header to end the hot extent at.
         let mut image = node_runtime();
-        image.segments[5][0] = 0x6474e553;
+        image.segments[6][0] = 0x6474e553;
         assert_eq!(ranges(&image.bytes(), LEN), None);
         // The hot text outside every executable segment.
         let mut image = node_runtime();
@@ -323,7 +346,7 @@ pub(crate) mod tests {
         assert_eq!(ranges(&image.bytes(), LEN), None);
         // The unwind tables before the hot text.
         let mut image = node_runtime();
-        image.segments[5][2] = 0x2000;
+        image.segments[6][2] = 0x2000;
         assert_eq!(ranges(&image.bytes(), LEN), None);
         // Not ELF, 32-bit, big-endian, a short read.
         let good = node_runtime().bytes();
@@ -367,8 +390,8 @@ pub(crate) mod tests {
                 }
             }
         };
-        let fields = 0..(64 + 7 * PHDR_SIZE);
-        let notes = 0x270..0x270 + node_runtime().note.len();
+        let fields = 0..(64 + 8 * PHDR_SIZE);
+        let notes = 0x270..NOTE_AT + node_runtime().note.len();
         for at in fields.chain(notes) {
             for value in [0u8, 1, 0x7f, 0x80, 0xff] {
                 let mut b = good.clone();
@@ -397,9 +420,9 @@ pub(crate) mod tests {
                 (1, 4),
                 (3, 2),
                 (3, 4),
+                (6, 2),
                 (5, 2),
-                (4, 2),
-                (4, 4),
+                (5, 4),
             ] {
                 let mut image = node_runtime();
                 image.segments[seg][field] = value;
@@ -409,6 +432,35 @@ pub(crate) mod tests {
             b[32..40].copy_from_slice(&value.to_le_bytes());
             check(&b, LEN);
         }
+    }
+
+    #[test]
+    fn notes_in_an_8_aligned_segment_are_walked_with_8_byte_padding() {
+        // A note whose 1-byte descriptor pads to 8 before the record: read
+        // with 4-byte padding the record would be looked for 4 bytes early.
+        let mut first = Vec::new();
+        first.extend(4u32.to_le_bytes());
+        first.extend(1u32.to_le_bytes());
+        first.extend(7u32.to_le_bytes());
+        first.extend(b"ABC\0");
+        first.extend([1, 0, 0, 0, 0, 0, 0, 0]);
+        let mut image = node_runtime();
+        let record = image.note.clone();
+        image.note = [first.clone(), record].concat();
+        image.segments[5][4] = image.note.len() as u64;
+        assert_eq!(
+            ranges(&image.bytes(), LEN),
+            ranges(&node_runtime().bytes(), LEN)
+        );
+        // The same bytes in a 4-aligned segment do not parse as the record.
+        image.segments[5][5] = 4;
+        assert_eq!(ranges(&image.bytes(), LEN), None);
+        // A head cut short of a longer file: not trusted.
+        let good = node_runtime().bytes();
+        assert_eq!(ranges(&good[..HEAD - 1], LEN), None);
+        // A file no longer than what was read: whatever of the extent it
+        // holds past its first page (here nothing).
+        assert_eq!(ranges(&good[..0x300], 0x300), Some(vec![]));
     }
 
     #[test]
