@@ -395,10 +395,13 @@ mod tests {
             .unwrap();
         let file = File::open(&path).unwrap();
         for fill in [fill_if_evicted, fill_startup_extent_if_evicted] {
-            // Evicted before each: the probe's confirming read starts
-            // reading the first page.
+            // Evicted before each. The probe's confirming read starts
+            // reading the first page, and that read can land after the
+            // next eviction (the second probe then finds it cached):
+            // what must hold is that nothing is read.
             if evict(&file) {
-                assert_eq!(fill(&file), Fill::Unknown);
+                let got = fill(&file);
+                assert!(matches!(got, Fill::Unknown | Fill::Cached), "{got:?}");
             }
         }
     }
