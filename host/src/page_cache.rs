@@ -42,7 +42,7 @@ use std::os::fd::AsRawFd;
 const PROBED_OFFSET: u64 = 0;
 
 /// The page size ranges are rounded to (the smallest the kernel caches).
-const PAGE: u64 = 4096;
+pub(crate) const PAGE: u64 = 4096;
 
 /// The largest file filled: the node's runtime is 7.5 MB and an artifact
 /// a few, a debug build of the runtime (the tests') 240-450 MB;
@@ -70,7 +70,7 @@ pub enum Fill {
 /// cached. Best effort: an error stops the read and is not reported (the
 /// exec or the mapping that follows faults the rest in, as without this).
 pub fn fill_if_evicted(file: &File) -> Fill {
-    fill_with(file, |_, len| (0, whole(len)))
+    fill_with(file, |len| (0, whole(len)))
 }
 
 /// Like [`fill_if_evicted`], for an executable: reads its first page and,
@@ -79,7 +79,7 @@ pub fn fill_if_evicted(file: &File) -> Fill {
 /// touches; all of it otherwise. `Read` counts the bytes read, the first
 /// page included.
 pub fn fill_startup_extent_if_evicted(file: &File) -> Fill {
-    fill_with(file, |file, len| {
+    fill_with(file, |len| {
         let mut head = vec![0u8; crate::startup_extent::HEAD];
         let got = read_head(file, &mut head);
         head.truncate(got);
@@ -104,14 +104,15 @@ fn read_head(file: &File, head: &mut [u8]) -> usize {
     got
 }
 
-/// All of a file of `len` bytes, as ranges.
+/// All of a file of `len` bytes, as ranges (`vec![0..len]` reads as a
+/// vector of `len` numbers, which clippy refuses).
 fn whole(len: u64) -> Vec<Range<u64>> {
     std::iter::once(0..len).collect()
 }
 
 /// The probe, then the read of what `ranges` names for a file of the
 /// length given: bytes it read itself, and the ranges to read.
-fn fill_with(file: &File, ranges: impl FnOnce(&File, u64) -> (u64, Vec<Range<u64>>)) -> Fill {
+fn fill_with(file: &File, ranges: impl FnOnce(u64) -> (u64, Vec<Range<u64>>)) -> Fill {
     // The probe first: a warm exec pays that one call.
     match probe(file, PROBED_OFFSET) {
         Probe::Cached => Fill::Cached,
@@ -121,7 +122,7 @@ fn fill_with(file: &File, ranges: impl FnOnce(&File, u64) -> (u64, Vec<Range<u64
             Ok(meta) if meta.is_file() && meta.len() == 0 => Fill::Cached,
             Ok(meta) if meta.is_file() && meta.len() <= MAX_FILL => {
                 let len = meta.len();
-                let (mut read, ranges) = ranges(file, len);
+                let (mut read, ranges) = ranges(len);
                 for range in ranges {
                     read += read_through(file, range);
                 }

@@ -31,6 +31,8 @@
 
 use std::ops::Range;
 
+use crate::page_cache::PAGE;
+
 /// The note's type: "WCP1", the first version of the record.
 pub const NOTE_TYPE: u32 = 0x5743_5031;
 
@@ -38,9 +40,8 @@ pub const NOTE_TYPE: u32 = 0x5743_5031;
 const NOTE_NAME: &[u8; 4] = b"WCP\0";
 
 /// What is read of the file to find the record: its first page.
-pub const HEAD: usize = 4096;
+pub const HEAD: usize = PAGE as usize;
 
-const PAGE: u64 = 4096;
 const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
 const PT_GNU_EH_FRAME: u32 = 0x6474_e550;
